@@ -17,7 +17,7 @@ from timegrpo import __version__
 
 #: Modules that contribute sub-commands, in the order ``timegrpo --help`` lists them.
 COMMAND_MODULES: list[str] = [
-
+    "timegrpo.models.cli",
 ]
 
 
