@@ -1,0 +1,167 @@
+"""Loading a Qwen2-VL / Qwen2.5-VL / Qwen3-VL policy: dtype, freezing, LoRA, gradient checkpointing, reference.
+
+Time-R1 (SPEC section 1) trains the language model and the patch merger (the vision-to-LLM projector) and
+freezes the vision transformer; both choices are switches here. With LoRA (through peft, restricted to the
+language model's linear layers) the reference policy is the same model with its adapter disabled, so no
+second copy is held in memory. A separate frozen reference copy exists only when ``beta != 0`` and LoRA is off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+#: Linear layers of the Qwen language model that LoRA adapts by default.
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def vision_tower(model: nn.Module) -> nn.Module:
+    """The vision transformer (``model.visual`` of the Qwen families), also under a peft wrapper."""
+    base = unwrap(model)
+    inner = getattr(base, "model", base)
+    visual = getattr(inner, "visual", None)
+    if visual is None:
+        raise ValueError(f"{type(base).__name__} has no vision tower `.model.visual`: is this a Qwen-VL model?")
+    return visual
+
+
+def merger_modules(model: nn.Module) -> list[nn.Module]:
+    """The patch merger(s): ``visual.merger`` plus Qwen3-VL's deepstack mergers."""
+    visual = vision_tower(model)
+    mods = [visual.merger]
+    mods += list(getattr(visual, "deepstack_merger_list", []))
+    return mods
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The transformers model under DDP / DeepSpeed / peft wrappers."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
+
+
+def set_trainable(model: nn.Module, *, freeze_vision_tower: bool = True, train_merger: bool = True,
+                  train_language_model: bool = True) -> dict[str, int]:
+    """Set ``requires_grad`` per part; returns the trainable/frozen parameter counts.
+
+    The language model (and ``lm_head``) trains unless ``train_language_model`` is False (LoRA sets it False
+    and lets peft mark the adapter weights trainable). The vision transformer is frozen unless
+    ``freeze_vision_tower`` is False; the merger trains when ``train_merger`` is True.
+    """
+    visual = vision_tower(model)
+    vision_ids = {id(p) for p in visual.parameters()}
+    merger_ids = {id(p) for m in merger_modules(model) for p in m.parameters()}
+    for p in model.parameters():
+        if id(p) in merger_ids:
+            p.requires_grad_(train_merger)
+        elif id(p) in vision_ids:
+            p.requires_grad_(not freeze_vision_tower)
+        else:
+            p.requires_grad_(train_language_model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "frozen": total - trainable}
+
+
+def apply_lora(model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
+               target_modules: list[str] | None = None) -> nn.Module:
+    """Wrap ``model`` with a peft LoRA adapter on the language model's linear layers only.
+
+    The vision tower's own linear layers share names (``qkv``/``proj``, ``gate_proj``...), so targets are
+    given as a regex anchored at the language model (``model.language_model.layers``).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    names = "|".join(target_modules or LORA_TARGETS)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=rf".*language_model.*\.({names})$",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def load_policy(name_or_path: str, *, dtype: str = "bfloat16", attn_implementation: str | None = None,
+                freeze_vision_tower: bool = True, train_merger: bool = True, use_lora: bool = False,
+                lora_kwargs: dict[str, Any] | None = None, gradient_checkpointing: bool = False,
+                trust_remote_code: bool = False) -> tuple[nn.Module, Any]:
+    """Load ``(model, processor)`` from a local folder or a Hub id and prepare it for RL.
+
+    ``dtype`` is one of bfloat16 | float16 | float32 | auto. Raises with the path and what to do when the
+    folder is not a Qwen-VL checkpoint.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    kwargs["dtype"] = "auto" if dtype == "auto" else DTYPES[dtype]
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
+        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError as err:
+        raise OSError(f"could not load a model from {name_or_path!r}: {err}. Pass a local folder holding "
+                      "config.json + weights + processor files, or a Hub id reachable from this machine "
+                      "(build an offline one with `timegrpo tiny --out DIR`).") from err
+    return prepare_policy(model, freeze_vision_tower=freeze_vision_tower, train_merger=train_merger,
+                          use_lora=use_lora, lora_kwargs=lora_kwargs,
+                          gradient_checkpointing=gradient_checkpointing), processor
+
+
+def prepare_policy(model: nn.Module, *, freeze_vision_tower: bool = True, train_merger: bool = True,
+                   use_lora: bool = False, lora_kwargs: dict[str, Any] | None = None,
+                   gradient_checkpointing: bool = False) -> nn.Module:
+    """Freeze/unfreeze parts, add LoRA, enable gradient checkpointing; returns the (possibly wrapped) model."""
+    set_trainable(model, freeze_vision_tower=freeze_vision_tower, train_merger=train_merger,
+                  train_language_model=not use_lora)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    if use_lora:
+        model = apply_lora(model, **(lora_kwargs or {}))
+        if train_merger:
+            for m in merger_modules(model):
+                m.requires_grad_(True)
+    return model
+
+
+def make_reference(model: nn.Module, *, beta: float, use_lora: bool) -> nn.Module | None:
+    """A frozen reference policy, or None when it is not needed.
+
+    None when ``beta == 0`` (no KL term) and when LoRA is on (the reference is the adapter-disabled policy,
+    see :func:`reference_context`). Otherwise a deep copy in eval mode with no gradients.
+    """
+    if beta == 0 or use_lora:
+        return None
+    import copy
+
+    ref = copy.deepcopy(unwrap(model)).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+@contextmanager
+def reference_context(policy: nn.Module, reference: nn.Module | None) -> Iterator[nn.Module]:
+    """Yield the module that computes reference log-probs: ``reference``, or the policy with LoRA disabled."""
+    if reference is not None:
+        yield reference
+        return
+    base = policy.module if hasattr(policy, "module") else policy
+    ctx = base.disable_adapter() if hasattr(base, "disable_adapter") else nullcontext()
+    with ctx:
+        yield policy
