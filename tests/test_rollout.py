@@ -1,0 +1,66 @@
+"""Rollouts: G completions per prompt, masks up to EOS, log-probs equal to a plain forward with pixels."""
+
+from __future__ import annotations
+
+import torch
+from transformers.video_utils import VideoMetadata
+
+from timegrpo.models.tiny import build_tiny_vlm
+from timegrpo.models.vision import VisionCallCounter
+from timegrpo.rollout import SamplingParams, completion_logps, generate, prepare_prompts
+
+
+def prompts(processor, lengths=(8, 12), fps=2.0):
+    g = torch.Generator().manual_seed(3)
+    videos = [torch.randint(0, 256, (n, 3, 56, 56), dtype=torch.uint8, generator=g) for n in lengths]
+    meta = [VideoMetadata(total_num_frames=n, fps=fps, frames_indices=list(range(n)), duration=n / fps)
+            for n in lengths]
+    msgs = [[{"role": "user", "content": [{"type": "video", "video": f"v{i}"},
+                                          {"type": "text", "text": "When does it happen?" + " really" * i}]}]
+            for i in range(len(lengths))]
+    return prepare_prompts(processor, msgs, videos, meta)
+
+
+def test_generate_shapes_masks_and_one_vision_call():
+    model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
+    inputs = prompts(processor)
+    counter = VisionCallCounter(model)
+    torch.manual_seed(0)
+    batch = generate(model, processor, inputs, SamplingParams(num_generations=4, max_completion_length=12))
+    assert batch.num_rows == 8 and batch.video_index == [0] * 4 + [1] * 4
+    assert batch.completion_ids.shape[1] <= 12
+    assert len(batch.completions) == 8
+    # mask is 1 exactly up to and including the first EOS
+    eos = set(model.generation_config.eos_token_id)
+    for ids, m, trunc in zip(batch.completion_ids, batch.completion_mask, batch.truncated):
+        n = int(m.sum())
+        assert trunc == (not any(int(t) in eos for t in ids[:n]))
+        if not trunc:
+            assert int(ids[n - 1]) in eos
+    logps = completion_logps(model, batch, temperature=1.0)
+    assert counter.calls == 1  # generation and the log-prob forward shared one vision pass
+    assert logps.shape == batch.completion_ids.shape
+
+
+def test_logps_match_a_plain_forward_with_pixels():
+    model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
+    inputs = prompts(processor, fps=4.0)  # fps != 2: second_per_grid_ts must reach the forward
+    torch.manual_seed(1)
+    batch = generate(model, processor, inputs, SamplingParams(num_generations=2, max_completion_length=6,
+                                                              min_completion_length=6))
+    got = completion_logps(model, batch, temperature=0.7)
+    for row in (0, 3):
+        p = batch.video_index[row]
+        ids = torch.cat([batch.prompt_ids[row], batch.completion_ids[row]])[None]
+        mask = torch.cat([batch.prompt_mask[row], batch.completion_mask[row]])[None]
+        types = torch.cat([inputs["mm_token_type_ids"][p], torch.zeros(6, dtype=torch.long)])[None]
+        pix_rows = inputs["video_grid_thw"].prod(-1).tolist()
+        start = sum(pix_rows[:p])
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types,
+                           pixel_values_videos=inputs["pixel_values_videos"][start:start + pix_rows[p]],
+                           video_grid_thw=inputs["video_grid_thw"][p:p + 1],
+                           second_per_grid_ts=inputs["second_per_grid_ts"][p:p + 1]).logits
+        lp = torch.log_softmax(logits[0, -7:-1] / 0.7, -1).gather(-1, batch.completion_ids[row][:, None])[:, 0]
+        valid = batch.completion_mask[row].bool()
+        torch.testing.assert_close(got[row][valid], lp[valid], rtol=1e-4, atol=1e-4)

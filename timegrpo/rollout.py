@@ -1,0 +1,193 @@
+"""Rollouts: prompts + videos -> G completions per prompt -> a :class:`RolloutBatch`; and their log-probs.
+
+TRL's GRPOTrainer has no video path (no video columns, no ``pixel_values_videos`` in its loss forward), which
+is why this module is ours. Every forward that sees a completion also sees the video exactly as generation
+did: the same ``video_grid_thw``, ``second_per_grid_ts`` (Qwen2.5-VL places frames in time with it; the
+Time-R1 code drops it in the loss forward, which is wrong whenever fps != 2) and ``mm_token_type_ids``, and the
+vision tower's output computed once per prompt per step (:mod:`timegrpo.models.vision`).
+
+Rows are ordered prompt-major: rows ``i*G .. i*G+G-1`` are the G completions of prompt ``i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from timegrpo.models.vision import VideoFeatures, encode_videos, encoder_outputs
+
+
+@dataclass
+class SamplingParams:
+    """Every sampling parameter, set explicitly (never the checkpoint's ``generation_config`` defaults)."""
+
+    num_generations: int = 8
+    max_completion_length: int = 200
+    min_completion_length: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    do_sample: bool = True
+
+    def generate_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": self.max_completion_length,
+            "min_new_tokens": self.min_completion_length,
+            "num_return_sequences": self.num_generations,
+            "do_sample": self.do_sample,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k)
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        return kw
+
+
+@dataclass
+class RolloutBatch:
+    """G completions for each of P prompts, with what every later forward needs.
+
+    Shapes: ``N = P*G`` rows, ``Lp`` prompt length (left padded), ``Lc`` completion length (right padded).
+    """
+
+    prompt_ids: torch.Tensor  # (N, Lp)
+    prompt_mask: torch.Tensor  # (N, Lp)
+    completion_ids: torch.Tensor  # (N, Lc)
+    completion_mask: torch.Tensor  # (N, Lc): 1 up to and including EOS
+    truncated: torch.Tensor  # (N,) bool: no EOS within max_completion_length
+    completions: list[str]  # (N,) decoded, special tokens skipped
+    video_index: list[int]  # (N,) row -> video of the step
+    prompt_inputs: dict[str, Any]  # the processor's per-prompt tensors (P rows)
+    features: VideoFeatures
+    num_generations: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_rows(self) -> int:
+        return self.completion_ids.shape[0]
+
+
+def prepare_prompts(processor: Any, messages: Sequence[list[dict[str, Any]]], videos: Sequence[torch.Tensor],
+                    video_metadata: Sequence[Any]) -> dict[str, Any]:
+    """Tokenise P chat prompts with their videos: ``input_ids`` (P, Lp, left padded), ``attention_mask``,
+    ``mm_token_type_ids``, ``pixel_values_videos``, ``video_grid_thw`` (P, 3) and, for Qwen2.5-VL,
+    ``second_per_grid_ts`` (P,), computed by the processor from each video's sampled fps.
+
+    ``videos`` are the already-sampled frames ``(T, C, H, W)``; ``video_metadata`` carries their fps and frame
+    indices (``transformers.video_utils.VideoMetadata``), so the processor does not sample again.
+    """
+    processor.tokenizer.padding_side = "left"
+    texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
+    return dict(processor(text=texts, videos=list(videos), video_metadata=list(video_metadata),
+                          do_sample_frames=False, padding=True, return_tensors="pt"))
+
+
+def _video_kwargs(prompt_inputs: dict[str, Any], index: Sequence[int]) -> dict[str, Any]:
+    """Per-row video tensors (grid, seconds per grid) for rows using videos ``index``."""
+    idx = torch.as_tensor(list(index), dtype=torch.long)
+    out = {"video_grid_thw": prompt_inputs["video_grid_thw"][idx]}
+    if prompt_inputs.get("second_per_grid_ts") is not None:
+        out["second_per_grid_ts"] = torch.as_tensor(prompt_inputs["second_per_grid_ts"])[idx]
+    return out
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask ``(N, Lc)`` with 1 up to and including the first EOS, and a ``(N,)`` "no EOS" (truncated) flag.
+
+    >>> m, t = completion_mask(torch.tensor([[5, 2, 0, 0], [5, 6, 7, 8]]), eos_ids=[2])
+    >>> m.tolist(), t.tolist()
+    ([[1, 1, 0, 0], [1, 1, 1, 1]], [False, True])
+    """
+    is_eos = torch.isin(completion_ids, torch.as_tensor(list(eos_ids), device=completion_ids.device))
+    n, length = completion_ids.shape
+    first = torch.full((n,), length, dtype=torch.long, device=completion_ids.device)
+    has = is_eos.any(dim=1)
+    first[has] = is_eos.int().argmax(dim=1)[has]
+    positions = torch.arange(length, device=completion_ids.device).expand(n, -1)
+    return (positions <= first.unsqueeze(1)).long(), ~has
+
+
+def eos_token_ids(model: nn.Module, processor: Any) -> list[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None) or processor.tokenizer.eos_token_id
+    return [eos] if isinstance(eos, int) else list(eos)
+
+
+@torch.no_grad()
+def generate(model: nn.Module, processor: Any, prompt_inputs: dict[str, Any], params: SamplingParams,
+             features: VideoFeatures | None = None) -> RolloutBatch:
+    """Sample ``params.num_generations`` completions per prompt with HF ``generate``.
+
+    The vision tower runs once for the batch (or not at all when ``features`` are given), not once per
+    completion: the features are handed to generate as ``mm_encoder_outputs``.
+    """
+    from timegrpo.models.loading import unwrap
+
+    base = unwrap(model)
+    if features is None:
+        features = encode_videos(model, prompt_inputs["pixel_values_videos"], prompt_inputs["video_grid_thw"])
+    n_prompts = prompt_inputs["input_ids"].shape[0]
+    g = params.num_generations
+    text_inputs = {k: v for k, v in prompt_inputs.items() if k != "pixel_values_videos"}
+    eos = eos_token_ids(base, processor)
+    pad = processor.tokenizer.pad_token_id
+    seqs = base.generate(**text_inputs, mm_encoder_outputs=encoder_outputs(model, features, range(n_prompts)),
+                         eos_token_id=eos, pad_token_id=pad, **params.generate_kwargs())
+    lp = prompt_inputs["input_ids"].shape[1]
+    completion_ids = seqs[:, lp:]
+    mask, truncated = completion_mask(completion_ids, eos)
+    completion_ids = completion_ids.masked_fill(mask == 0, pad)
+    index = [i for i in range(n_prompts) for _ in range(g)]
+    texts = processor.tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
+    return RolloutBatch(
+        prompt_ids=prompt_inputs["input_ids"].repeat_interleave(g, dim=0),
+        prompt_mask=prompt_inputs["attention_mask"].repeat_interleave(g, dim=0),
+        completion_ids=completion_ids,
+        completion_mask=mask,
+        truncated=truncated,
+        completions=texts,
+        video_index=index,
+        prompt_inputs=prompt_inputs,
+        features=features,
+        num_generations=g,
+    )
+
+
+def _selective_log_softmax(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(logits)[ids]`` row by row, without materialising the full ``(N, T, V)`` log-probs at once."""
+    out = []
+    for row_logits, row_ids in zip(logits, ids):
+        lp = torch.log_softmax(row_logits.float(), dim=-1)
+        out.append(lp.gather(-1, row_ids.unsqueeze(-1)).squeeze(-1))
+    return torch.stack(out)
+
+
+def completion_logps(model: nn.Module, batch: RolloutBatch, *, rows: Sequence[int] | None = None,
+                     temperature: float = 1.0, with_grad: bool = False) -> torch.Tensor:
+    """Log-probs ``(n, Lc)`` of the sampled completion tokens under ``model`` for ``rows`` (all by default).
+
+    Logits are divided by ``temperature`` first (as TRL does), so the ratio compares the same distribution
+    that sampled the tokens. ``with_grad`` builds the graph (train forward), with merger gradients when the
+    merger trains; otherwise the cached vision features are reused.
+    """
+    rows = list(range(batch.num_rows)) if rows is None else list(rows)
+    idx = torch.as_tensor(rows, dtype=torch.long)
+    ids = torch.cat([batch.prompt_ids[idx], batch.completion_ids[idx]], dim=1)
+    mask = torch.cat([batch.prompt_mask[idx], batch.completion_mask[idx]], dim=1)
+    prompt_types = batch.prompt_inputs["mm_token_type_ids"].repeat_interleave(batch.num_generations, dim=0)[idx]
+    types = torch.cat([prompt_types, torch.zeros_like(batch.completion_ids[idx])], dim=1)
+    videos = [batch.video_index[r] for r in rows]
+    mm = encoder_outputs(model, batch.features, videos, with_grad=with_grad,
+                         pixel_values_videos=batch.prompt_inputs.get("pixel_values_videos"))
+    lc = batch.completion_ids.shape[1]
+    ctx = torch.enable_grad() if with_grad else torch.no_grad()
+    with ctx:
+        out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, mm_encoder_outputs=mm,
+                    logits_to_keep=lc + 1, use_cache=False, **_video_kwargs(batch.prompt_inputs, videos))
+        logits = out.logits[:, :-1, :] / temperature
+        return _selective_log_softmax(logits, batch.completion_ids[idx])
