@@ -61,3 +61,11 @@ def test_generate_reuses_features_for_every_completion():
     b = model.generate(**text_inputs, mm_encoder_outputs=encoder_outputs(model, feats, [0, 1]), do_sample=False,
                        max_new_tokens=6, min_new_tokens=6)
     assert torch.equal(a, b)
+
+
+def test_counter_counts_videos_per_call():
+    model, processor = build_tiny_vlm("qwen2_vl", seed=0)
+    inputs = batch(processor)
+    counter = VisionCallCounter(model)
+    encode_videos(model, inputs["pixel_values_videos"], inputs["video_grid_thw"])
+    assert (counter.calls, counter.videos) == (1, 2)

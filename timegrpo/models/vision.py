@@ -48,14 +48,21 @@ class VideoFeatures:
 
 
 class VisionCallCounter:
-    """Counts forward calls of a model's vision tower (a forward hook; ``remove()`` detaches it)."""
+    """Counts a model's vision-tower forwards (a forward hook; ``remove()`` detaches it).
+
+    ``calls`` counts forward calls (one call encodes a whole batch of videos); ``videos`` counts the videos
+    (or images) encoded, i.e. the rows of the ``grid_thw`` each call received.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.calls = 0
-        self._handle = vision_tower(model).register_forward_hook(self._hook)
+        self.videos = 0
+        self._handle = vision_tower(model).register_forward_hook(self._hook, with_kwargs=True)
 
-    def _hook(self, *_: Any) -> None:
+    def _hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         self.calls += 1
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        self.videos += int(grid.shape[0]) if grid is not None else 1
 
     def remove(self) -> None:
         self._handle.remove()
