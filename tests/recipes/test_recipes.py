@@ -1,0 +1,91 @@
+"""Every recipe loads through load_config, states its own launch line, and keeps the SPEC's numbers."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from timegrpo.config import load_config, save_config
+
+REPO = Path(__file__).resolve().parents[2]
+# recipes/detr/ holds GIRL-DETR configs with their own loader: only the top-level recipes are ours.
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def test_there_are_recipes():
+    names = {p.stem for p in RECIPES}
+    assert {"time_r1_qwen2_5_vl_7b", "time_r1_no_think_qwen2_5_vl_7b", "charades_sta_qwen2_5_vl_7b",
+            "activitynet_qwen2_5_vl_7b", "video_opd_qwen3_vl_8b"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_recipe_loads_and_round_trips(path, tmp_path):
+    cfg = load_config(path, [])
+    assert load_config(save_config(cfg, tmp_path / "resolved.yaml"), []) == cfg
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_first_line_is_the_launch_command(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# "), f"{path.name}: the first line must be '# <launch command>'"
+    argv = shlex.split(first[2:])
+    rel = path.relative_to(REPO).as_posix()
+    assert argv[argv.index("--config") + 1] == rel, f"{path.name}: launch line must pass --config {rel}"
+    if argv[:2] == ["accelerate", "launch"]:
+        from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+        at = argv.index("--config_file") + 1
+        assert (REPO / argv[at]).is_file(), f"{path.name}: {argv[at]} does not exist"
+        argv[at] = str(REPO / argv[at])
+        args = launch_command_parser().parse_args(argv[2:])
+        args, _, _ = _validate_launch_command(args)
+        assert args.module and args.training_script == "timegrpo.train"
+        assert args.training_script_args[:2] == ["--config", rel]
+    else:
+        assert argv[0] == "timegrpo", f"{path.name}: launch with `accelerate launch` or `timegrpo`"
+
+
+def test_time_r1_recipe_has_the_papers_hyperparameters():
+    cfg = load_config(REPO / "recipes/time_r1_qwen2_5_vl_7b.yaml", [])
+    m, d, t = cfg.model, cfg.data, cfg.train
+    assert m.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct" and m.gradient_checkpointing
+    assert m.freeze_vision_tower and m.train_merger and not m.use_lora
+    assert (d.fps, d.total_pixels, d.min_pixels, d.max_frames) == (2.0, 3584 * 28 * 28, 16 * 28 * 28, 768)
+    assert d.prompt_template == "think"
+    assert (t.learning_rate, t.lr_scheduler_type, t.beta, t.num_generations) == (1e-6, "linear", 0.04, 8)
+    assert (t.max_completion_length, t.per_device_train_batch_size, t.gradient_accumulation_steps) == (200, 1, 2)
+    assert (t.num_train_epochs, t.bf16, t.temperature, t.epsilon) == (5.0, True, 1.0, 0.2)
+    assert (t.loss_type, t.kl_estimator, t.scale_rewards) == ("bnpo", "k3", "group")
+    assert (t.advantage_std_eps, t.advantage_unbiased_std) == (1e-4, True)
+    assert t.reward_funcs == ["tiou", "format"] and t.reward_weights == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("name", ["charades_sta_qwen2_5_vl_7b", "activitynet_qwen2_5_vl_7b"])
+def test_dataset_finetuning_recipes(name):
+    t = load_config(REPO / f"recipes/{name}.yaml", []).train
+    assert (t.beta, t.max_completion_length, t.num_train_epochs) == (0.0, 1024, 2.0)
+    assert t.reward_funcs == ["iou", "format"]
+
+
+def test_no_think_and_opd_recipes():
+    nt = load_config(REPO / "recipes/time_r1_no_think_qwen2_5_vl_7b.yaml", [])
+    assert nt.data.prompt_template == "no_think" and nt.train.reward_funcs == ["tiou", "answer_format"]
+    opd = load_config(REPO / "recipes/video_opd_qwen3_vl_8b.yaml", [])
+    assert opd.method == "opd" and opd.objective == "opd" and opd.train.teacher_model_name_or_path
+    assert (opd.train.num_generations, opd.train.beta, opd.train.lr_scheduler_type) == (1, 0.0, "constant")
+    assert (opd.train.opd_ratio_clip, opd.train.opd_reward_clamp) == (None, None)  # off by default, as the paper
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_recipe_names_resolve_in_the_registries(path):
+    """Reward, prompt and format names are checked against the modules that own them."""
+    rewards = pytest.importorskip("timegrpo.rewards")
+    prompts = pytest.importorskip("timegrpo.prompts")
+    formats = pytest.importorskip("timegrpo.data.formats")
+    cfg = load_config(path, [])
+    for name in cfg.train.reward_funcs:
+        assert name in rewards.reward_names(), f"{path.name}: unknown reward {name!r}"
+    assert cfg.data.prompt_template in prompts.TEMPLATES, f"{path.name}: unknown prompt {cfg.data.prompt_template!r}"
+    assert cfg.data.format is None or cfg.data.format in formats.READERS
