@@ -1,0 +1,106 @@
+"""Several weighted rewards evaluated together, each component kept for logging.
+
+:class:`RewardSet` resolves its rewards once (names, entry points, paths: :func:`get_reward`) and then, per
+batch, returns every component and the weighted total. The total follows TRL's ``GRPOTrainer``: a None
+(not applicable) is skipped, i.e. the sum is over the components that apply, and 0.0 when none does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from timegrpo.rewards.base import RewardFunc, get_reward
+
+
+@dataclass
+class RewardSpec:
+    """One reward of a :class:`RewardSet`."""
+
+    name: str = field(metadata={"help": "reward name, entry-point name or 'package.module:function' path"})
+    weight: float = field(default=1.0, metadata={"help": "weight of this reward in the total"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "keyword options, e.g. {strict: true}"})
+    label: str | None = field(default=None, metadata={"help": "name it is logged under (default: name)"})
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.weight):
+            raise ValueError(f"reward {self.name!r}: weight must be finite, got {self.weight}")
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+@dataclass
+class RewardBreakdown:
+    """Per-completion rewards: ``total[i]`` and each component ``per_func[label][i]`` (None = not applicable)."""
+
+    total: list[float]
+    per_func: dict[str, list[float | None]]
+
+    def means(self) -> dict[str, float]:
+        """Mean of each component over the completions it applies to (NaN when none), plus ``total``."""
+        out = {}
+        for key, vals in self.per_func.items():
+            got = [v for v in vals if v is not None]
+            out[key] = sum(got) / len(got) if got else float("nan")
+        out["total"] = sum(self.total) / len(self.total) if self.total else float("nan")
+        return out
+
+
+def _as_spec(item: RewardSpec | str | Mapping[str, Any] | tuple[str, float]) -> RewardSpec:
+    if isinstance(item, RewardSpec):
+        return item
+    if isinstance(item, str):
+        return RewardSpec(item)
+    if isinstance(item, tuple):
+        return RewardSpec(item[0], float(item[1]))
+    return RewardSpec(**dict(item))
+
+
+class RewardSet:
+    """Weighted rewards: ``RewardSet(["tiou", ("format", 0.5)])(completions, **columns) -> RewardBreakdown``.
+
+    Items are :class:`RewardSpec`, names, ``(name, weight)`` pairs or dicts of RewardSpec fields.
+    ``funcs``/``weights`` can be handed to TRL's ``GRPOTrainer`` (``reward_funcs``, ``reward_weights``).
+
+    >>> rs = RewardSet(["iou", ("format", 0.5)])
+    >>> b = rs(["<think>x</think><answer>0 to 10</answer>", "<answer>5 to 10</answer>"], windows=[[[5, 10]]] * 2)
+    >>> b.per_func, b.total
+    ({'iou': [0.5, 1.0], 'format': [1.0, 0.0]}, [1.0, 1.0])
+    """
+
+    def __init__(self, specs: Sequence[RewardSpec | str | Mapping[str, Any] | tuple[str, float]]) -> None:
+        self.specs = [_as_spec(s) for s in specs]
+        if not self.specs:
+            raise ValueError("a RewardSet needs at least one reward")
+        keys = [s.key for s in self.specs]
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        if dup:
+            raise ValueError(f"rewards {dup} appear twice; give each a distinct 'label'")
+        self.funcs: list[RewardFunc] = [get_reward(s.name, **s.options) for s in self.specs]
+        for f, s in zip(self.funcs, self.specs):
+            f.__name__ = s.key
+        self.weights: list[float] = [s.weight for s in self.specs]
+
+    @property
+    def keys(self) -> list[str]:
+        return [s.key for s in self.specs]
+
+    def __call__(self, completions: Sequence[Any], **columns: Any) -> RewardBreakdown:
+        per_func = {s.key: f(completions, **columns) for s, f in zip(self.specs, self.funcs)}
+        total = []
+        for i in range(len(completions)):
+            total.append(sum(w * v[i] for w, v in zip(self.weights, per_func.values()) if v[i] is not None))
+        return RewardBreakdown(total=[float(t) for t in total], per_func=per_func)
+
+
+def compute_rewards(
+    specs: Sequence[RewardSpec | str | Mapping[str, Any] | tuple[str, float]],
+    completions: Sequence[Any],
+    **columns: Any,
+) -> RewardBreakdown:
+    """One-off :class:`RewardSet` call (build a RewardSet once when calling in a loop)."""
+    return RewardSet(specs)(completions, **columns)
