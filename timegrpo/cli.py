@@ -18,6 +18,12 @@ from timegrpo import __version__
 #: Modules that contribute sub-commands, in the order ``timegrpo --help`` lists them.
 COMMAND_MODULES: list[str] = [
     "timegrpo.models.cli",
+    "timegrpo.data.cli",
+    "timegrpo.score",
+    "timegrpo.eval_cli",
+    "timegrpo.train",
+    "timegrpo.push_cli",
+    "timegrpo.detr.cli",
 ]
 
 
@@ -35,10 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    if extra and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra  # config overrides (`--train.beta 0`) for the commands that take them
     return int(args.func(args) or 0)
 
 

@@ -59,33 +59,47 @@ def train_sft(model: nn.Module, processor: Any, samples: Sequence[Sample], video
               template: str = "think", learning_rate: float = 2e-3, batch_size: int = 16,
               max_steps: int = 100, max_seconds: float | None = None, seed: int = 0,
               weight_decay: float = 0.0, max_grad_norm: float = 1.0, target: str | None = None,
+              gradient_accumulation_steps: int = 1, accelerator: Any = None,
               on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
-    """Plain single-process SFT loop (AdamW, constant LR) for ``max_steps`` or ``max_seconds``, whichever first.
+    """SFT with AdamW at a constant learning rate for ``max_steps`` optimiser steps or ``max_seconds``.
 
-    Batches are drawn from a seeded permutation per epoch. Returns the per-step logs (``step``, ``loss``,
-    ``time``). ``timegrpo sft`` wraps this with Accelerate for multi-GPU runs.
+    ``batch_size`` prompts per process per micro-batch; batches come from a permutation seeded by
+    ``(seed, epoch)``, each process taking its own slice, so runs are reproducible. Runs under Accelerate
+    (DDP / DeepSpeed when launched with ``accelerate launch``). Returns the per-step logs (``step``, ``loss``,
+    ``time``); ``max_seconds`` is checked after each step (all processes stop together).
     """
+    from timegrpo.trainer import make_accelerator
+
+    acc = accelerator or make_accelerator(gradient_accumulation_steps=gradient_accumulation_steps)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
-    n = len(samples)
-    per_epoch = max(1, math.ceil(n / batch_size))
+    model, opt = acc.prepare(model, opt)
+    n, per_micro = len(samples), batch_size * acc.num_processes
+    per_epoch = max(1, math.ceil(n / per_micro))
     logs: list[dict[str, float]] = []
     t0 = time.perf_counter()
     model.train()
+    micro = 0
     for step in range(max_steps):
-        epoch, k = divmod(step, per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).tolist()
-        batch = [samples[i] for i in order[k * batch_size:(k + 1) * batch_size]]
-        loss = sft_loss(model, processor, batch, videos, template, target=target)
-        opt.zero_grad()
-        loss.backward()
-        if max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        opt.step()
-        log = {"step": step + 1, "loss": float(loss.detach()), "time": time.perf_counter() - t0}
+        losses = []
+        for _ in range(acc.gradient_accumulation_steps):
+            epoch, k = divmod(micro, per_epoch)
+            micro += 1
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).tolist()
+            chunk = order[k * per_micro:(k + 1) * per_micro][acc.process_index::acc.num_processes]
+            with acc.accumulate(model):
+                loss = sft_loss(model, processor, [samples[i] for i in chunk], videos, template, target=target)
+                acc.backward(loss)
+                if acc.sync_gradients and max_grad_norm:
+                    acc.clip_grad_norm_(model.parameters(), max_grad_norm)
+                opt.step()
+                opt.zero_grad()
+            losses.append(float(loss.detach()))
+        elapsed = float(acc.reduce(torch.tensor(time.perf_counter() - t0, device=acc.device), reduction="max"))
+        log = {"step": step + 1, "loss": sum(losses) / len(losses), "time": elapsed}
         logs.append(log)
         if on_step is not None:
             on_step(log)
-        if max_seconds is not None and log["time"] >= max_seconds:
+        if max_seconds is not None and elapsed >= max_seconds:
             break
     return logs

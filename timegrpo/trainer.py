@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,26 +36,29 @@ from torch import nn
 
 from timegrpo.algos.advantages import ADVANTAGES, zero_variance_share
 from timegrpo.algos.aggregate import dapo_tokens_per_micro_batch
-from timegrpo.algos.losses import LossSettings, PolicyLossInputs, compute_policy_loss
+from timegrpo.algos.losses import PolicyLossInputs, compute_policy_loss
 from timegrpo.data.schema import Sample
 from timegrpo.inputs import VideoSource, prompt_inputs, reward_columns
 from timegrpo.models.loading import make_reference, reference_context, unwrap
-from timegrpo.models.vision import VisionCallCounter
-from timegrpo.rewards import get_reward
+from timegrpo.models.vision import VisionCallCounter, encode_videos
+from timegrpo.rewards import RewardSet
 from timegrpo.rollout import RolloutBatch, SamplingParams, completion_logps, generate
 from timegrpo.spans import parse_answer, temporal_iou
 
 logger = logging.getLogger(__name__)
 
 
-def combine_rewards(per_func: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
-    """Weighted sum over reward functions ``(N, F) -> (N,)``; None (NaN) entries are skipped, as in TRL.
+def make_accelerator(**kwargs: Any) -> Any:
+    """An ``accelerate.Accelerator`` that also forms a process group on CPU-only machines.
 
-    >>> combine_rewards(torch.tensor([[1.0, 0.5], [float("nan"), 1.0]]), [1.0, 2.0])
-    tensor([2., 2.])
+    Accelerate only uses gloo on CPU when told it runs on CPU: without ``cpu=True``, ``torchrun
+    --nproc_per_node 2`` on a machine with no GPU gives two independent single-process runs. So ``cpu``
+    defaults to "no CUDA device" here.
     """
-    w = torch.as_tensor(list(weights), dtype=per_func.dtype)
-    return (per_func * w).nansum(dim=1)
+    from accelerate import Accelerator
+
+    kwargs.setdefault("cpu", not torch.cuda.is_available())
+    return Accelerator(**kwargs)
 
 
 def rollout_seed(seed: int, step: int, position: int) -> int:
@@ -76,6 +79,7 @@ class MicroBatch:
     old_logps: torch.Tensor | None  # (N, Lc)
     ref_logps: torch.Tensor | None  # (N, Lc)
     mask: torch.Tensor  # (N, Lc) completion mask, zeroed for masked truncated completions
+    teacher_logps: torch.Tensor | None = None  # (N, Lc), on-policy distillation
 
 
 class GRPOTrainer:
@@ -83,30 +87,26 @@ class GRPOTrainer:
 
     def __init__(self, cfg: Any, model: nn.Module, processor: Any, train_samples: Sequence[Sample],
                  videos: VideoSource, *, accelerator: Any = None,
-                 reward_funcs: Sequence[Callable[..., list[float | None]]] | None = None) -> None:
-        from accelerate import Accelerator
-
+                 reward_funcs: Sequence[Any] | None = None, teacher: nn.Module | None = None) -> None:
         self.cfg = cfg
         t = cfg.train
-        self.accelerator = accelerator or Accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps)
+        if t.use_vllm:
+            raise NotImplementedError("train.use_vllm: vLLM rollouts are not available in this version; set "
+                                      "use_vllm: false (rollouts then use HF generate with cached vision features)")
+        self.accelerator = accelerator or make_accelerator(gradient_accumulation_steps=t.gradient_accumulation_steps)
         self.processor = processor
         self.samples = list(train_samples)
         self.videos = videos
-        names = list(t.reward_funcs)
-        self.reward_names = [n if isinstance(n, str) else getattr(n, "__name__", "reward") for n in names]
-        self.reward_funcs = list(reward_funcs) if reward_funcs is not None else [get_reward(n) for n in names]
-        self.reward_weights = list(t.reward_weights) if t.reward_weights else [1.0] * len(self.reward_funcs)
-        if len(self.reward_weights) != len(self.reward_funcs):
-            raise ValueError(f"reward_weights has {len(self.reward_weights)} values for "
-                             f"{len(self.reward_funcs)} reward_funcs ({', '.join(self.reward_names)})")
-        self.loss_settings = LossSettings(
-            objective="clipped", loss_type=t.loss_type, epsilon=t.epsilon, epsilon_high=t.epsilon_high,
-            beta=t.beta, kl_estimator=t.kl_estimator, max_completion_length=t.max_completion_length,
-        )
+        weights = list(t.reward_weights) if t.reward_weights else [1.0] * len(t.reward_funcs)
+        if len(weights) != len(t.reward_funcs):
+            raise ValueError(f"reward_weights has {len(weights)} values for {len(t.reward_funcs)} "
+                             f"reward_funcs ({', '.join(map(str, t.reward_funcs))})")
+        self.rewards = RewardSet(list(reward_funcs) if reward_funcs is not None
+                                 else list(zip(t.reward_funcs, weights, strict=True)))
+        self.loss_settings = cfg.loss_settings()
         self.sampling = SamplingParams(
             num_generations=t.num_generations, max_completion_length=t.max_completion_length,
-            min_completion_length=getattr(t, "min_completion_length", 0), temperature=t.temperature,
-            top_p=t.top_p, top_k=t.top_k or 0,
+            temperature=t.temperature, top_p=t.top_p, top_k=t.top_k or 0,
         )
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
@@ -120,14 +120,18 @@ class GRPOTrainer:
                                   num_warmup_steps=math.ceil(t.warmup_ratio * self.total_steps * t.num_iterations),
                                   num_training_steps=self.total_steps * t.num_iterations)
         self.reference = make_reference(model, beta=t.beta, use_lora=cfg.model.use_lora)
+        _deepspeed_clipping(self.accelerator, t.max_grad_norm)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
-        if self.reference is not None:
-            self.reference = self.reference.to(self.accelerator.device)
+        self.teacher = teacher
+        for frozen in (self.reference, self.teacher):
+            if frozen is not None:
+                frozen.to(self.accelerator.device).eval().requires_grad_(False)
         self.vision_counter = VisionCallCounter(self.model)
         self.state = {"step": 0}
         self.accelerator.register_for_checkpointing(_StateHolder(self.state))
         self.output_dir = Path(t.output_dir)
         self.history: list[dict[str, float]] = []
+        self._last_completions: list[dict[str, Any]] = []
 
     # ----------------------------------------------------------------------------------------- data order
     @property
@@ -161,24 +165,28 @@ class GRPOTrainer:
 
     def _sample_index(self, global_pos: int, n: int) -> int:
         epoch, pos = divmod(global_pos, n)
+        if not self.cfg.train.shuffle_dataset:
+            return pos
         g = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + epoch)
         return int(torch.randperm(n, generator=g)[pos])
 
     # ------------------------------------------------------------------------------------------ rollouts
     def score(self, completions: list[str], samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Rewards ``(N, F)`` of every function (NaN for None) and their logged means/stds."""
-        cols = reward_columns(samples, self.sampling.num_generations)
-        per_func = torch.full((len(completions), len(self.reward_funcs)), float("nan"))
+        """Total rewards ``(N,)`` (weighted, None skipped as in TRL) and each component's mean/std."""
+        breakdown = self.rewards(completions, **reward_columns(samples, self.sampling.num_generations))
         metrics: dict[str, float] = {}
-        for j, (name, fn) in enumerate(zip(self.reward_names, self.reward_funcs, strict=True)):
-            values = fn(completions, **cols)
-            per_func[:, j] = torch.tensor([float("nan") if v is None else float(v) for v in values])
-            metrics[f"rewards/{name}/mean"] = float(torch.nanmean(per_func[:, j]))
-            metrics[f"rewards/{name}/std"] = float(_nanstd(per_func[:, j]))
-        return per_func, metrics
+        for key, values in breakdown.per_func.items():
+            v = torch.tensor([float("nan") if x is None else float(x) for x in values])
+            metrics[f"rewards/{key}/mean"] = float(torch.nanmean(v))
+            metrics[f"rewards/{key}/std"] = float(_nanstd(v))
+        return torch.tensor(breakdown.total), metrics
 
-    def rollout(self, samples: Sequence[Sample], seed: int) -> tuple[MicroBatch, dict[str, float]]:
-        """Sample, score and prepare one micro-batch (no gradients)."""
+    def rollout(self, samples: Sequence[Sample], seed: int) -> tuple[MicroBatch, torch.Tensor, dict[str, float]]:
+        """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients).
+
+        Returns the micro-batch (advantages still empty: they are computed over the whole step), its total
+        rewards ``(N,)`` and its metrics.
+        """
         from trl.models.utils import unwrap_model_for_generation
 
         t = self.cfg.train
@@ -191,28 +199,30 @@ class GRPOTrainer:
             gen_model.eval()
             batch = generate(gen_model, self.processor, inputs, self.sampling)
             gen_model.train(was_training)
-        per_func, metrics = self.score(batch.completions, samples)
-        rewards = combine_rewards(per_func, self.reward_weights)
-        adv = ADVANTAGES.get(t.advantage_estimator)(rewards, t.num_generations, scale_rewards=t.scale_rewards)
+        rewards, metrics = self.score(batch.completions, samples)
         mask = batch.completion_mask.clone()
         if t.mask_truncated_completions:
             mask[batch.truncated.to(mask.device)] = 0
         old = completion_logps(self.model, batch, temperature=t.temperature) if t.num_iterations > 1 else None
-        ref = None
+        ref = teacher = None
         if t.beta != 0:
             with reference_context(self.model, self.reference) as ref_model:
                 ref = completion_logps(ref_model, batch, temperature=t.temperature)
+        if self.teacher is not None:  # the teacher has its own vision tower: encode once for it too
+            feats = encode_videos(self.teacher, inputs["pixel_values_videos"], inputs["video_grid_thw"])
+            teacher = completion_logps(self.teacher, replace(batch, features=feats), temperature=t.temperature)
         metrics.update(self._rollout_metrics(batch, samples, rewards))
-        metrics["frac_reward_zero_std"] = zero_variance_share(rewards, t.num_generations)
-        return MicroBatch(batch, adv.to(device), old, ref, mask.to(device)), metrics
+        self._last_completions = [
+            {"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
+            for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))]
+        mb = MicroBatch(batch, torch.empty(0), old, ref, mask.to(device), teacher)
+        return mb, rewards, metrics
 
     def _rollout_metrics(self, batch: RolloutBatch, samples: Sequence[Sample], rewards: torch.Tensor
                          ) -> dict[str, float]:
         g = batch.num_generations
-        ious = []
-        for i, text in enumerate(batch.completions):
-            s = samples[i // g]
-            ious.append(temporal_iou(parse_answer(text, s.duration), s.windows))
+        ious = [temporal_iou(parse_answer(text, samples[i // g].duration), samples[i // g].windows)
+                for i, text in enumerate(batch.completions)]
         lengths = batch.completion_mask.sum(1).float()
         return {
             "reward": float(rewards.mean()),
@@ -222,55 +232,90 @@ class GRPOTrainer:
             "completions/clipped_ratio": float(batch.truncated.float().mean()),
         }
 
+    def advantages(self, local_rewards: torch.Tensor) -> torch.Tensor:
+        """Advantages ``(n_local,)`` of this process's rewards of the step.
+
+        The estimator sees the rewards of every process (gathered in rank order), so ``scale_rewards: batch``
+        divides by the std of the whole step as in TRL; groups never straddle processes, so group statistics
+        are unchanged. This process's slice is returned.
+        """
+        t = self.cfg.train
+        gathered = self.accelerator.gather(local_rewards.to(self.accelerator.device)).cpu()
+        adv = ADVANTAGES.get(t.advantage_estimator)(
+            gathered, t.num_generations, scale_rewards=t.scale_rewards, std_eps=t.advantage_std_eps,
+            unbiased_std=t.advantage_unbiased_std)
+        n = local_rewards.numel()
+        rank = self.accelerator.process_index
+        return adv[rank * n:(rank + 1) * n]
+
     # -------------------------------------------------------------------------------------------- a step
     def train_step(self) -> dict[str, float]:
-        """One optimiser step (``num_iterations`` steps when rollouts are reused); returns its metrics."""
+        """One rollout round: ``gradient_accumulation_steps`` micro-batches, then ``num_iterations`` optimiser
+        steps over them; returns the round's metrics."""
         t = self.cfg.train
         step = self.state["step"]
         t0 = time.perf_counter()
-        calls0 = self.vision_counter.videos
-        buffer, logs = [], []
+        videos0 = self.vision_counter.videos
+        buffer, rewards, logs = [], [], []
         for positions in self.step_positions(step):
             samples = [self.samples[i] for i in positions]
-            mb, m = self.rollout(samples, rollout_seed(t.seed, step, positions[0]))
+            mb, r, m = self.rollout(samples, rollout_seed(t.seed, step, positions[0]))
             buffer.append(mb)
+            rewards.append(r)
             logs.append(m)
-        tokens = self._dapo_tokens(buffer)
+        all_rewards = torch.cat(rewards)
+        adv = self.advantages(all_rewards).split([r.numel() for r in rewards])
+        for mb, a in zip(buffer, adv, strict=True):
+            mb.advantages = a.to(self.accelerator.device)
+        zero_std = zero_variance_share(all_rewards, t.num_generations)
+        tokens = self._step_tokens(buffer)
         t_rollout = time.perf_counter() - t0
         loss_logs = []
         for _ in range(t.num_iterations):
             for mb in buffer:
-                with self.accelerator.accumulate(self.model):
-                    out = self._loss(mb, tokens)
-                    self.accelerator.backward(out.loss)
-                    if self.accelerator.sync_gradients and t.max_grad_norm:
-                        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
-                        loss_logs.append({"grad_norm": float(grad_norm)})
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer.zero_grad()
-                loss_logs.append({"loss": float(out.loss.detach()),
-                                  **{k: float(v) for k, v in out.metrics.items()}})
+                loss_logs.append(self._backward(mb, tokens))
         self.state["step"] = step + 1
-        metrics = _mean_dicts(logs + loss_logs)
-        metrics.update(step=step + 1, learning_rate=self.scheduler.get_last_lr()[0],
-                       step_time=time.perf_counter() - t0, rollout_time=t_rollout,
-                       vision_tower_calls=self.vision_counter.videos - calls0)
+        metrics = self._reduce({**_mean_dicts(logs + loss_logs), "frac_reward_zero_std": zero_std}, "mean")
+        metrics.update(self._reduce({"vision_tower_calls": self.vision_counter.videos - videos0,
+                                     "prompts": sum(len(p) for p in self.step_positions(step))}, "sum"))
+        metrics.update(step=step + 1, learning_rate=self.scheduler.get_last_lr()[0], step_time=time.perf_counter() - t0, rollout_time=t_rollout)
         return metrics
 
-    def _dapo_tokens(self, buffer: list[MicroBatch]) -> float | None:
-        if self.cfg.train.loss_type != "dapo":
-            return None
+    def _reduce(self, metrics: dict[str, float], reduction: str) -> dict[str, float]:
+        """Metrics over all processes (every process logs the same keys, in sorted order)."""
+        if self.accelerator.num_processes == 1:
+            return metrics
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], device=self.accelerator.device)
+        values = self.accelerator.reduce(values, reduction=reduction)
+        return dict(zip(keys, values.tolist(), strict=True))
+
+    def _backward(self, mb: MicroBatch, tokens: float) -> dict[str, float]:
+        """Loss, backward and (on the last micro-batch of an accumulation) clip + optimiser step."""
+        t = self.cfg.train
+        with self.accelerator.accumulate(self.model):
+            logps = completion_logps(self.model, mb.rollout, temperature=t.temperature, with_grad=True)
+            inputs = PolicyLossInputs(logps=logps, mask=mb.mask, advantages=mb.advantages,
+                                      old_logps=mb.old_logps, ref_logps=mb.ref_logps,
+                                      teacher_logps=mb.teacher_logps)
+            out = compute_policy_loss(inputs, self.loss_settings, tokens_per_micro_batch=tokens)
+            self.accelerator.backward(out.loss)
+            log = {"loss": float(out.loss.detach()), **{k: float(v) for k, v in out.metrics.items()}}
+            if self.accelerator.sync_gradients and t.max_grad_norm:
+                norm = self.accelerator.clip_grad_norm_(self.model.parameters(), t.max_grad_norm)
+                if norm is not None:
+                    log["grad_norm"] = float(norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad()
+        return log
+
+    def _step_tokens(self, buffer: list[MicroBatch]) -> float:
+        """The ``dapo`` normaliser: completion tokens of the whole step over all processes, per micro-batch."""
         local = torch.tensor(float(sum(mb.mask.sum() for mb in buffer)), device=self.accelerator.device)
         total = float(self.accelerator.reduce(local, reduction="sum"))
         return dapo_tokens_per_micro_batch(total, self.accelerator.num_processes,
                                            self.cfg.train.gradient_accumulation_steps)
-
-    def _loss(self, mb: MicroBatch, tokens: float | None) -> Any:
-        logps = completion_logps(self.model, mb.rollout, temperature=self.cfg.train.temperature, with_grad=True)
-        inputs = PolicyLossInputs(logps=logps, mask=mb.mask, advantages=mb.advantages, old_logps=mb.old_logps,
-                                  ref_logps=mb.ref_logps)
-        return compute_policy_loss(inputs, self.loss_settings, tokens_per_micro_batch=tokens)
 
     # ----------------------------------------------------------------------------------------- the loop
     def train(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
@@ -303,6 +348,10 @@ class GRPOTrainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.output_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
+        if self.cfg.train.log_completions:
+            with open(self.output_dir / "completions.jsonl", "a") as f:
+                for row in self._last_completions:
+                    f.write(json.dumps({"step": int(metrics["step"]), **row}) + "\n")
         if self.accelerator.trackers:
             self.accelerator.log(metrics, step=int(metrics["step"]))
 
@@ -317,8 +366,20 @@ class GRPOTrainer:
             unwrap(self.accelerator.unwrap_model(self.model)).save_pretrained(
                 path, state_dict=self.accelerator.get_state_dict(self.model))
             self.processor.save_pretrained(path)
+            self._rotate_checkpoints()
         self.accelerator.wait_for_everyone()
         return path
+
+    def _rotate_checkpoints(self) -> None:
+        """Delete the oldest ``checkpoint-N`` folders beyond ``save_total_limit``."""
+        import shutil
+
+        limit = self.cfg.train.save_total_limit
+        if not limit:
+            return
+        found = sorted(self.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        for old in found[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore model, optimizer, scheduler, RNG and the step counter from a :meth:`save_checkpoint` folder."""
@@ -327,6 +388,14 @@ class GRPOTrainer:
             raise FileNotFoundError(f"{path} is not a timegrpo checkpoint (no state/ folder): pass an "
                                     "output_dir/checkpoint-N folder written by a previous run")
         self.accelerator.load_state(str(state))
+
+
+def _deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:
+    """Under DeepSpeed only its own ``gradient_clipping`` clips (Accelerate's ``clip_grad_norm_`` then only
+    reports the norm); an ``auto`` value would become 1.0, so write ``max_grad_norm`` into it before prepare."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None:
+        plugin.deepspeed_config["gradient_clipping"] = float(max_grad_norm or 0.0)
 
 
 class _StateHolder:
