@@ -64,3 +64,17 @@ def test_logps_match_a_plain_forward_with_pixels():
         lp = torch.log_softmax(logits[0, -7:-1] / 0.7, -1).gather(-1, batch.completion_ids[row][:, None])[:, 0]
         valid = batch.completion_mask[row].bool()
         torch.testing.assert_close(got[row][valid], lp[valid], rtol=1e-4, atol=1e-4)
+
+
+def test_sampling_never_emits_vision_placeholders():
+    """A <|video_pad|> in a completion would break every later forward; generation suppresses them."""
+    model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
+    with torch.no_grad():  # make the placeholder tokens the most likely ones
+        head = model.lm_head.weight
+        for tid in (model.config.video_token_id, model.config.image_token_id):
+            head[tid] = 50 * head.abs().max()
+    batch = generate(model, processor, prompts(processor), SamplingParams(num_generations=4,
+                                                                          max_completion_length=6))
+    ids = set(batch.completion_ids[batch.completion_mask.bool()].tolist())
+    assert model.config.video_token_id not in ids and model.config.image_token_id not in ids
+    completion_logps(model, batch)  # and the log-prob forward works

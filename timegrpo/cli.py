@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.train",
     "timegrpo.push_cli",
     "timegrpo.detr.cli",
+    "timegrpo.demo",
 ]
 
 

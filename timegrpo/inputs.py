@@ -15,7 +15,7 @@ from timegrpo.data.schema import Sample
 from timegrpo.prompts import get_template, sample_messages
 from timegrpo.rollout import prepare_prompts
 
-#: ``sample -> (frames (T, C, H, W) uint8, transformers VideoMetadata)``: see :func:`video_source`.
+#: ``sample -> (frames (T, C, H, W) float32 in [0, 255], transformers VideoMetadata)``: see :func:`video_source`.
 VideoSource = Callable[[Sample], tuple[torch.Tensor, Any]]
 
 
@@ -31,8 +31,10 @@ def video_source(sampling: Any = None, *, cache_dir: str | None = None) -> Video
 
     def load(sample: Sample) -> tuple[torch.Tensor, Any]:
         vf = sample_frames_for(sample, sampling, cache=cache)
+        # Frame positions relative to the clip start (qwen-vl-utils counts them from the file start, which
+        # would give Qwen3-VL absolute times for cropped clips); sampled fps = T / clip_frames * fps is unchanged.
         meta = VideoMetadata(total_num_frames=vf.clip_frames, fps=vf.video_fps,
-                             frames_indices=list(vf.frame_indices), duration=vf.decoded_duration)
+                             frames_indices=[t * vf.video_fps for t in vf.timestamps], duration=vf.decoded_duration)
         return vf.frames, meta
 
     return load

@@ -113,6 +113,17 @@ def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> tup
     return (positions <= first.unsqueeze(1)).long(), ~has
 
 
+def vision_token_ids(model: nn.Module) -> list[int]:
+    """Ids of the image/video placeholder and vision start/end tokens, which a completion must never contain.
+
+    A sampled ``<|video_pad|>`` would be taken for a video position by every later forward (the placeholder
+    count then disagrees with the video features), so generation suppresses them.
+    """
+    cfg = model.config
+    names = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+    return sorted({int(getattr(cfg, n)) for n in names if getattr(cfg, n, None) is not None})
+
+
 def eos_token_ids(model: nn.Module, processor: Any) -> list[int]:
     eos = getattr(model.generation_config, "eos_token_id", None) or processor.tokenizer.eos_token_id
     return [eos] if isinstance(eos, int) else list(eos)
@@ -137,7 +148,8 @@ def generate(model: nn.Module, processor: Any, prompt_inputs: dict[str, Any], pa
     eos = eos_token_ids(base, processor)
     pad = processor.tokenizer.pad_token_id
     seqs = base.generate(**text_inputs, mm_encoder_outputs=encoder_outputs(model, features, range(n_prompts)),
-                         eos_token_id=eos, pad_token_id=pad, **params.generate_kwargs())
+                         eos_token_id=eos, pad_token_id=pad, suppress_tokens=vision_token_ids(base),
+                         **params.generate_kwargs())
     lp = prompt_inputs["input_ids"].shape[1]
     completion_ids = seqs[:, lp:]
     mask, truncated = completion_mask(completion_ids, eos)

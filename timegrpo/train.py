@@ -120,9 +120,14 @@ def run_train(args: argparse.Namespace) -> int:
     trainer.train()
     final = trainer.output_dir / f"checkpoint-{trainer.state['step']}"
     if cfg.train.push_to_hub and trainer.accelerator.is_main_process:
-        from timegrpo.hub import push_checkpoint
+        from timegrpo.hub import PushError, push_checkpoint
 
-        push_checkpoint(final, cfg.train.hub_model_id)
+        try:  # a failed upload must not lose the run: the checkpoint is already saved
+            result = push_checkpoint(final, cfg.train.hub_model_id, check="meta")
+            logger.info("pushed %s: %s", final, result.url)
+        except PushError as err:
+            logger.error("push_to_hub failed: %s (checkpoint saved; retry with `timegrpo push %s --repo-id %s`)",
+                         err, final, cfg.train.hub_model_id)
     trainer.accelerator.end_training()
     return 0
 
@@ -156,7 +161,7 @@ def run_sft(args: argparse.Namespace) -> int:
 
 def _launch_line(args: argparse.Namespace, overrides: Sequence[str], command: str = "train") -> str:
     parts = ["timegrpo", command] + (["--config", args.config] if args.config else []) + list(overrides)
-    return "# " + " ".join(parts)
+    return " ".join(parts)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

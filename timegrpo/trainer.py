@@ -318,14 +318,19 @@ class GRPOTrainer:
                                            self.cfg.train.gradient_accumulation_steps)
 
     # ----------------------------------------------------------------------------------------- the loop
-    def train(self, on_step: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
-        """Run until ``total_steps``; log every ``logging_steps``, checkpoint every ``save_steps``."""
+    def train(self, on_step: Callable[[dict[str, float]], None] | None = None,
+              max_seconds: float | None = None) -> list[dict[str, float]]:
+        """Run until ``total_steps`` (or ``max_seconds`` of wall time, checked after each step on every
+        process alike); log every ``logging_steps``, checkpoint every ``save_steps`` and at the end."""
         from tqdm.auto import tqdm
 
         t = self.cfg.train
         bar = tqdm(total=self.total_steps, initial=self.state["step"], desc="grpo",
                    disable=not self.accelerator.is_main_process)
+        t0 = time.perf_counter()
         while self.state["step"] < self.total_steps:
+            if max_seconds is not None and self._elapsed(t0) >= max_seconds:
+                break
             metrics = self.train_step()
             self.history.append(metrics)
             if on_step is not None:
@@ -340,6 +345,10 @@ class GRPOTrainer:
         bar.close()
         self.save_checkpoint()
         return self.history
+
+    def _elapsed(self, t0: float) -> float:
+        elapsed = torch.tensor(time.perf_counter() - t0, device=self.accelerator.device)
+        return float(self.accelerator.reduce(elapsed, reduction="max"))
 
     def log(self, metrics: dict[str, float]) -> None:
         """Append to ``output_dir/metrics.jsonl`` (main process) and to the Accelerate trackers (wandb)."""
@@ -362,9 +371,9 @@ class GRPOTrainer:
         path = self.output_dir / f"checkpoint-{self.state['step']}"
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(path / "state"))
+        state_dict = self.accelerator.get_state_dict(self.model)  # a collective under ZeRO-3
         if self.accelerator.is_main_process:
-            unwrap(self.accelerator.unwrap_model(self.model)).save_pretrained(
-                path, state_dict=self.accelerator.get_state_dict(self.model))
+            _save_pretrained(self.accelerator.unwrap_model(self.model), path, state_dict)
             self.processor.save_pretrained(path)
             self._rotate_checkpoints()
         self.accelerator.wait_for_everyone()
@@ -388,6 +397,18 @@ class GRPOTrainer:
             raise FileNotFoundError(f"{path} is not a timegrpo checkpoint (no state/ folder): pass an "
                                     "output_dir/checkpoint-N folder written by a previous run")
         self.accelerator.load_state(str(state))
+
+
+def _save_pretrained(model: nn.Module, path: Path, state_dict: dict[str, Any]) -> None:
+    """Save a ``from_pretrained``-loadable copy; a LoRA policy is saved with its adapter merged."""
+    if hasattr(model, "merge_and_unload"):
+        import copy
+
+        merged = copy.deepcopy(model)
+        merged.load_state_dict(state_dict)
+        merged.merge_and_unload().save_pretrained(path)
+        return
+    unwrap(model).save_pretrained(path, state_dict=state_dict)
 
 
 def _deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:

@@ -1,7 +1,7 @@
 """Tiny Qwen2-VL, Qwen2.5-VL and Qwen3-VL models built offline, for tests, benchmarks and the CPU demo.
 
 Everything is made on the spot, with no Hub access: a byte-level BPE tokenizer trained on a small corpus
-(numbers 0.0-99.9, the grounding prompt vocabulary, any extra text you pass) carrying the Qwen special
+(numbers 0.0-100.0, the registered prompt templates, any extra text you pass) carrying the Qwen special
 tokens and a Qwen-style chat template; the real processor classes of each family (image + video processor);
 and a randomly initialised model of the real architecture, only much smaller. The token ids written in the
 model config (bos/eos/pad, image/video/vision-start/end) are read from the tokenizer, so they always agree.
@@ -120,7 +120,10 @@ def build_tiny_tokenizer(vocab_size: int = 512, corpus: Iterable[str] = ()) -> A
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    texts = [*BASE_CORPUS, *number_corpus(), *corpus]
+    from timegrpo.prompts import TEMPLATES
+
+    prompts = [TEMPLATES.get(name).render("{query}") for name in TEMPLATES.names()]
+    texts = [*BASE_CORPUS, *prompts, *number_corpus(), *corpus]
     tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
