@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export WANDB_MODE = offline
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install test test-slow lint clean
+.PHONY: install test test-slow lint demo clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+# The main job on its embedded default: synthetic benchmark -> tiny model -> SFT -> GRPO -> report (CPU, ~15 min).
+demo: $(STAMP)
+	$(VENV)/bin/timegrpo demo --out outputs/demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check timegrpo tests

@@ -1,13 +1,30 @@
 """Batch inference: samples -> completions -> prediction records -> grounding metrics.
 
-Greedy by default, with every sampling parameter set explicitly (never the checkpoint's generation
-defaults). The metric is computed with the same IoU function as the reward (:func:`timegrpo.spans.temporal_iou`),
-and a completion that does not parse scores IoU 0 and is counted (``unparsed``).
+Greedy by default, with every sampling parameter set explicitly: during evaluation the model's
+``generation_config`` is replaced by a fresh one that keeps only its special-token ids
+(:func:`explicit_generation_config`), so a checkpoint's own defaults (Qwen-VL checkpoints ship sampling
+settings such as a repetition penalty) never leak in. The metric is computed with the same IoU function as the
+reward (:func:`timegrpo.spans.temporal_iou`); a completion that does not parse scores IoU 0 and is counted
+(``unparsed``).
+
+Predictions files are jsonl, one line per sample, written and flushed line by line
+(:class:`PredictionWriter`), so an interrupted run loses nothing it wrote; :func:`read_predictions` finds
+the one partially written last line a kill can leave and (with ``repair``) cuts it off, counted. Data
+parallelism: every rank predicts ``shard(pending, rank, world)`` into its own part file and rank 0 merges
+them in annotation order (:func:`merge_predictions`). ``timegrpo eval`` (:mod:`timegrpo.eval_cli`) drives
+all of this; the HF backend generates several prompts per ``generate`` call (vision tower once per batch,
+:func:`timegrpo.rollout.generate`); the vLLM backend (:func:`vllm_completer`) runs when vLLM is installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,21 +37,81 @@ from timegrpo.rewards import get_reward
 from timegrpo.rollout import SamplingParams, generate
 from timegrpo.spans import parse_answer, temporal_iou
 
+#: ``(samples, videos) -> (completions, truncated flags)``: one backend call for a batch of prompts.
+Completer = Callable[[Sequence[Sample], VideoSource], tuple[list[str], list[bool]]]
+
+#: Generation-config fields kept from the checkpoint: token ids only, never sampling behaviour.
+_TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+
 
 def greedy(max_new_tokens: int) -> SamplingParams:
     """Greedy decoding, one completion per prompt, at most ``max_new_tokens``."""
     return SamplingParams(num_generations=1, max_completion_length=max_new_tokens, do_sample=False)
 
 
-def prediction_record(sample: Sample, completion: str) -> dict[str, Any]:
+def sampling_params(max_new_tokens: int, *, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                    top_k: int = 0, repetition_penalty: float = 1.0) -> SamplingParams:
+    """One completion per prompt with every parameter explicit (``top_k`` 0 = off); greedy unless ``do_sample``.
+
+    >>> p = sampling_params(32, do_sample=True, temperature=0.7)
+    >>> p.num_generations, p.max_completion_length, p.generate_kwargs()["temperature"]
+    (1, 32, 0.7)
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if do_sample and not temperature > 0:
+        raise ValueError(f"sampling needs temperature > 0, got {temperature}; greedy is --do-sample off")
+    if not 0 < top_p <= 1 or top_k < 0 or not repetition_penalty > 0:
+        raise ValueError(f"need 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0; got {top_p}, {top_k}, "
+                         f"{repetition_penalty}")
+    return SamplingParams(num_generations=1, max_completion_length=max_new_tokens, do_sample=do_sample,
+                          temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty)
+
+
+def generation_config_for(model: nn.Module, sampling: SamplingParams) -> Any:
+    """A fresh ``GenerationConfig``: ``model``'s special-token ids and ``sampling``'s values, nothing else.
+
+    Everything the checkpoint's own ``generation_config`` says about decoding (beams, penalties,
+    temperature, top-k, no-repeat n-grams, ...) is left out, so transformers' library defaults (off) apply
+    to whatever ``sampling`` does not set.
+    """
+    from transformers import GenerationConfig
+
+    from timegrpo.models.loading import unwrap
+
+    old = unwrap(model).generation_config
+    ids = {k: getattr(old, k, None) for k in _TOKEN_ID_FIELDS if getattr(old, k, None) is not None}
+    kw = {k: v for k, v in sampling.generate_kwargs().items() if v is not None and k != "num_return_sequences"}
+    return GenerationConfig(num_beams=1, num_return_sequences=sampling.num_generations, **ids, **kw)
+
+
+@contextmanager
+def explicit_generation_config(model: nn.Module, sampling: SamplingParams) -> Iterator[Any]:
+    """Swap ``model.generation_config`` for :func:`generation_config_for` inside the block; yields the new one."""
+    from timegrpo.models.loading import unwrap
+
+    base = unwrap(model)
+    old = base.generation_config
+    base.generation_config = generation_config_for(model, sampling)
+    try:
+        yield base.generation_config
+    finally:
+        base.generation_config = old
+
+
+def prediction_record(sample: Sample, completion: str, *, strict: bool = False,
+                      truncated: bool | None = None) -> dict[str, Any]:
     """One predictions.jsonl line: the official moment-retrieval fields plus the raw completion and its IoU.
+
+    ``iou`` is None when the sample has no ground truth (a test release); ``truncated`` (when known) says the
+    completion hit the token limit. ``strict`` parses exactly as Time-R1 does.
 
     >>> r = prediction_record(Sample("3", "v", None, 30.0, "q", [(10.0, 20.0)]), "<answer>12 to 20</answer>")
     >>> r["pred_relevant_windows"], r["iou"]
     ([[12.0, 20.0, 1.0]], 0.8)
     """
-    span = parse_answer(completion, sample.duration)
-    return {
+    span = parse_answer(completion, sample.duration, strict=strict)
+    rec = {
         "qid": sample.qid,
         "vid": sample.vid,
         "query": sample.query,
@@ -43,6 +120,142 @@ def prediction_record(sample: Sample, completion: str) -> dict[str, Any]:
         "pred_relevant_windows": [] if span is None else [[span[0], span[1], 1.0]],
         "iou": temporal_iou(span, sample.windows) if sample.windows else None,
     }
+    if truncated is not None:
+        rec["truncated"] = bool(truncated)
+    return rec
+
+
+# ----------------------------------------------------------------------------------------------- backends
+
+
+def hf_completer(model: nn.Module, processor: Any, template: Any, sampling: SamplingParams) -> Completer:
+    """A :data:`Completer` on HF ``generate``: one call for the whole batch (left padded, vision tower once).
+
+    Call it inside :func:`explicit_generation_config` so that no checkpoint default applies.
+    """
+    device = next(model.parameters()).device
+
+    def complete(samples: Sequence[Sample], videos: VideoSource) -> tuple[list[str], list[bool]]:
+        inputs = prompt_inputs(processor, samples, videos, template)
+        inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        batch = generate(model, processor, inputs, sampling)
+        return list(batch.completions), [bool(t) for t in batch.truncated]
+
+    return complete
+
+
+def vllm_completer(llm: Any, processor: Any, template: Any, sampling: SamplingParams, *,
+                   stop_token_ids: Sequence[int], seed: int | None = None) -> Completer:
+    """A :data:`Completer` on a ``vllm.LLM`` (untested here: no vLLM on the CPU test machine).
+
+    Each prompt is the chat template's text with the already-sampled frames ``(T, C, H, W)`` as
+    ``multi_modal_data["video"]`` and their sampled fps as ``mm_processor_kwargs`` (as Time-R1's vLLM
+    evaluation feeds Qwen2.5-VL), so vLLM sees the frames the HF backend sees. Greedy is ``temperature=0``.
+    """
+    from vllm import SamplingParams as VllmSampling
+
+    from timegrpo.prompts import sample_messages
+
+    params = VllmSampling(
+        n=1, max_tokens=sampling.max_completion_length, min_tokens=sampling.min_completion_length,
+        temperature=sampling.temperature if sampling.do_sample else 0.0,
+        top_p=sampling.top_p if sampling.do_sample else 1.0,
+        top_k=(sampling.top_k or -1) if sampling.do_sample else -1,
+        repetition_penalty=sampling.repetition_penalty, stop_token_ids=list(stop_token_ids), seed=seed,
+        skip_special_tokens=True,
+    )
+
+    def complete(samples: Sequence[Sample], videos: VideoSource) -> tuple[list[str], list[bool]]:
+        prompts = []
+        for s in samples:
+            frames, meta = videos(s)
+            text = processor.apply_chat_template(sample_messages(s, template), tokenize=False,
+                                                 add_generation_prompt=True)
+            fps = meta.fps * len(meta.frames_indices) / max(meta.total_num_frames, 1)  # qwen-vl-utils' sample fps
+            prompts.append({"prompt": text, "multi_modal_data": {"video": frames},
+                            "mm_processor_kwargs": {"fps": fps}})
+        outs = llm.generate(prompts, params, use_tqdm=False)
+        texts = [o.outputs[0].text for o in outs]
+        return texts, [o.outputs[0].finish_reason == "length" for o in outs]
+
+    return complete
+
+
+# ----------------------------------------------------------------------------------------------- batches
+
+
+@dataclass
+class Skipped:
+    """A sample left out because its video could not be sampled (``kind`` from :class:`VideoError`)."""
+
+    qid: str
+    kind: str
+    detail: str
+
+
+@dataclass
+class BatchOutput:
+    """What one batch produced: prediction records, and the samples skipped under ``on_bad='skip'``."""
+
+    records: list[dict[str, Any]]
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def memo_videos(videos: VideoSource, size: int = 4) -> VideoSource:
+    """``videos`` with the last ``size`` results kept in memory (several queries of one video decode once)."""
+    memo: OrderedDict[tuple, tuple[torch.Tensor, Any]] = OrderedDict()
+
+    def load(sample: Sample) -> tuple[torch.Tensor, Any]:
+        key = (sample.video, sample.video_start, sample.video_end)
+        if key in memo:
+            memo.move_to_end(key)
+            return memo[key]
+        memo[key] = got = videos(sample)
+        while len(memo) > size:
+            memo.popitem(last=False)
+        return got
+
+    return load
+
+
+def _load_batch(samples: Sequence[Sample], videos: VideoSource, on_bad: str
+                ) -> tuple[list[Sample], dict[str, tuple[torch.Tensor, Any]], list[Skipped]]:
+    """Frames of each sample; a :class:`VideoError` raises (``on_bad='error'``) or skips the sample, counted."""
+    from timegrpo.data.video import VideoError
+
+    kept, frames, skipped = [], {}, []
+    for s in samples:
+        try:
+            frames[s.qid] = videos(s)
+            kept.append(s)
+        except VideoError as err:
+            if on_bad == "error":
+                raise VideoError(err.path, err.kind, f"{err} (qid {s.qid}); rerun with --on-bad skip to leave "
+                                                     "such samples out, counted in metrics.json") from err
+            skipped.append(Skipped(s.qid, err.kind, str(err)))
+    return kept, frames, skipped
+
+
+def _lookup(frames: dict[str, tuple[torch.Tensor, Any]]) -> VideoSource:
+    return lambda s: frames[s.qid]
+
+
+def predict_batches(samples: Sequence[Sample], videos: VideoSource, complete: Completer, *, batch_size: int = 8,
+                    on_bad: str = "error", strict: bool = False) -> Iterator[BatchOutput]:
+    """Records for ``samples`` in order, ``batch_size`` prompts per ``complete`` call, one :class:`BatchOutput`
+    per batch. Under ``on_bad='skip'`` (or ``'clip'``) a sample whose video fails is skipped and reported."""
+    if on_bad not in ("error", "skip", "clip"):
+        raise ValueError(f"on_bad must be error, skip or clip, got {on_bad!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for i in range(0, len(samples), batch_size):
+        kept, frames, skipped = _load_batch(samples[i:i + batch_size], videos, on_bad)
+        records = []
+        if kept:
+            texts, truncated = complete(kept, _lookup(frames))
+            records = [prediction_record(s, t, strict=strict, truncated=tr)
+                       for s, t, tr in zip(kept, texts, truncated, strict=True)]
+        yield BatchOutput(records, skipped)
 
 
 def iter_predictions(model: nn.Module, processor: Any, samples: Sequence[Sample], videos: VideoSource,
@@ -52,29 +265,36 @@ def iter_predictions(model: nn.Module, processor: Any, samples: Sequence[Sample]
     sampling = sampling or greedy(64)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     try:
-        for i in range(0, len(samples), batch_size):
-            chunk = list(samples[i:i + batch_size])
-            inputs = prompt_inputs(processor, chunk, videos, template)
-            inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
-            batch = generate(model, processor, inputs, sampling)
-            for s, text in zip(chunk, batch.completions, strict=True):
-                yield prediction_record(s, text)
+        with explicit_generation_config(model, sampling):
+            complete = hf_completer(model, processor, template, sampling)
+            for out in predict_batches(samples, videos, complete, batch_size=batch_size):
+                yield from out.records
     finally:
         model.train(was_training)
 
 
 def summarize(records: Sequence[dict[str, Any]], *, think: bool = True) -> dict[str, float]:
     """R1@{0.3,0.5,0.7}, mIoU (percent), ``format_rate`` (percent of completions in the template's format,
-    the ``format`` reward for think templates and ``answer_format`` otherwise) and the ``unparsed`` count."""
-    ious = [r["iou"] if r["pred_relevant_windows"] else 0.0 for r in records]
+    the ``format`` reward for think templates and ``answer_format`` otherwise) and the ``unparsed`` count.
+
+    IoU metrics cover the records with a ground truth (``iou`` not None); ``n`` counts those, the format rate
+    and ``unparsed`` cover every record.
+
+    >>> recs = [prediction_record(Sample(str(i), "v", None, 30.0, "q", [(10.0, 20.0)]), c) for i, c in
+    ...         enumerate(["<answer>10 to 20</answer>", "<answer>15 to 25</answer>", "no answer"])]
+    >>> m = summarize(recs, think=False)
+    >>> round(m["mIoU"], 2), round(m["R1@0.3"], 2), m["format_rate"], m["unparsed"], m["n"]
+    (44.44, 66.67, 66.67, 1, 3)
+    """
+    scored = [r for r in records if r.get("iou") is not None]
+    ious = [r["iou"] if r["pred_relevant_windows"] else 0.0 for r in scored]
     out = dict(grounding_metrics(ious))
     fmt = get_reward("format" if think else "answer_format")
-    rates = fmt([r["completion"] for r in records])
+    rates = fmt([r["completion"] for r in records]) if records else []
     out["format_rate"] = round(100.0 * sum(float(v or 0.0) for v in rates) / max(len(records), 1), 2)
     out["unparsed"] = sum(1 for r in records if not r["pred_relevant_windows"])
-    out["n"] = len(records)
+    out["n"] = len(scored)
     return out
 
 
@@ -85,3 +305,124 @@ def evaluate_samples(model: nn.Module, processor: Any, samples: Sequence[Sample]
     records = list(iter_predictions(model, processor, samples, videos, template, batch_size=batch_size,
                                     sampling=greedy(max_new_tokens)))
     return summarize(records, think=think), records
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def read_predictions(path: str | Path, *, repair: bool = False) -> tuple[list[dict[str, Any]], int]:
+    """The records of a predictions jsonl and the number of partially written trailing lines (0 or 1).
+
+    A kill while a line is being written leaves a last line without its newline; it is not returned, and
+    ``repair=True`` truncates the file to its last complete line. Any other line that is not a json object
+    with a ``qid`` raises, naming the file and line. A missing file has no records.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [], 0
+    data = path.read_bytes()
+    cut = data.rfind(b"\n") + 1
+    partial = 1 if data[cut:].strip() else 0
+    if data[cut:] and repair:
+        with open(path, "r+b") as f:
+            f.truncate(cut)
+    records = []
+    for lineno, line in enumerate(data[:cut].decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {lineno}: not valid json ({err}); this is not an interrupted write "
+                             "(those only affect the last line): fix or delete the line, or rerun with "
+                             "--overwrite") from None
+        if not isinstance(rec, dict) or "qid" not in rec:
+            raise ValueError(f"{path} line {lineno}: a prediction must be a json object with a 'qid'")
+        records.append(rec)
+    return records, partial
+
+
+class PredictionWriter:
+    """Appends records to a jsonl: each line one ``write`` of the whole line, flushed; fsync per batch."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self.written = 0
+
+    def write(self, records: Sequence[dict[str, Any]]) -> None:
+        for rec in records:
+            self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            self._f.flush()
+            self.written += 1
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def shard(items: Sequence[Any], rank: int, world: int) -> list[Any]:
+    """Rank ``rank``'s share of ``items`` (every ``world``-th one, so ranks get near-equal, mixed shares).
+
+    >>> shard(list(range(7)), 1, 3)
+    [1, 4]
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"need 0 <= rank < world, got rank {rank} of {world}")
+    return list(items[rank::world])
+
+
+def merge_predictions(target: str | Path, parts: Sequence[str | Path], order: Sequence[str]) -> list[dict[str, Any]]:
+    """Fold the part files into ``target``: one record per qid (the first seen: target, then parts in order),
+    sorted by ``order`` (qids not in it keep their place after those that are); written atomically, then the
+    parts are deleted. Returns the merged records."""
+    target = Path(target)
+    seen: dict[str, dict[str, Any]] = {}
+    for p in [target, *map(Path, parts)]:
+        for rec in read_predictions(p)[0]:
+            seen.setdefault(str(rec["qid"]), rec)
+    rank = {q: i for i, q in enumerate(order)}
+    merged = sorted(seen.values(), key=lambda r: rank.get(str(r["qid"]), len(rank)))
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), encoding="utf-8")
+    os.replace(tmp, target)
+    for p in parts:
+        Path(p).unlink(missing_ok=True)
+    return merged
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+
+def eval_metrics(samples: Sequence[Sample], records: Sequence[dict[str, Any]], *, benchmark: str = "grounding",
+                 think: bool = True, skipped: dict[str, int] | None = None) -> tuple[dict[str, Any], Any]:
+    """metrics.json for ``records`` against ``samples`` and the :class:`timegrpo.score.ScoreResult` behind it.
+
+    The R1/mIoU (and, for ``qvhighlights``, the official ``MR-...`` keys) come from
+    :func:`timegrpo.score.score_samples` over the samples that have a prediction; ``format_rate``,
+    ``unparsed`` and ``n`` from :func:`summarize`; ``n_truncated`` counts completions that hit the token limit;
+    ``skipped`` counts the samples left out by kind.
+    """
+    from timegrpo.score import ScoreResult, score_samples
+
+    by_qid = {str(r["qid"]): r for r in records}
+    done = [s for s in samples if s.qid in by_qid]
+    kept = [by_qid[s.qid] for s in done]
+    result = score_samples(done, by_qid, benchmark=benchmark)
+    summary = summarize(kept, think=think)
+    skipped = dict(sorted((skipped or {}).items()))
+    metrics: dict[str, Any] = {**result.metrics, "format_rate": summary["format_rate"]}
+    counts = {"n": summary["n"], "unparsed": summary["unparsed"],
+              "n_truncated": sum(1 for r in kept if r.get("truncated")),
+              "n_skipped": sum(skipped.values()),
+              **{k: v for k, v in result.counts.items()
+                 if k not in ("n_scored", "n_unparsed", "n_missing_prediction", "n_unknown_qid")}}
+    out = {**metrics, **counts, "skipped": skipped, "benchmark": benchmark}
+    return out, ScoreResult(benchmark, metrics, {**counts, **{f"n_skipped_{k}": v for k, v in skipped.items()}})

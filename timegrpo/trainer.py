@@ -83,7 +83,8 @@ class MicroBatch:
 
 
 class GRPOTrainer:
-    """Video-native GRPO on Accelerate. Build it with :meth:`from_config` or pass the parts yourself."""
+    """Video-native GRPO on Accelerate. :func:`timegrpo.train.build_trainer` builds one from a recipe; tests and
+    the demo pass the parts (model, processor, samples, frame source) themselves."""
 
     def __init__(self, cfg: Any, model: nn.Module, processor: Any, train_samples: Sequence[Sample],
                  videos: VideoSource, *, accelerator: Any = None,
@@ -132,6 +133,7 @@ class GRPOTrainer:
         self.output_dir = Path(t.output_dir)
         self.history: list[dict[str, float]] = []
         self._last_completions: list[dict[str, Any]] = []
+        self._order: tuple[int, list[int]] = (-1, [])  # (epoch, permutation) of the data order
 
     # ----------------------------------------------------------------------------------------- data order
     @property
@@ -167,8 +169,10 @@ class GRPOTrainer:
         epoch, pos = divmod(global_pos, n)
         if not self.cfg.train.shuffle_dataset:
             return pos
-        g = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + epoch)
-        return int(torch.randperm(n, generator=g)[pos])
+        if self._order[0] != epoch:
+            g = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + epoch)
+            self._order = (epoch, torch.randperm(n, generator=g).tolist())
+        return self._order[1][pos]
 
     # ------------------------------------------------------------------------------------------ rollouts
     def score(self, completions: list[str], samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -101,7 +101,7 @@ def number_corpus(max_value: float = 100.0, step: float = 0.1) -> list[str]:
     return [f"{i * step:.1f} to {i * step:.2f}" for i in range(n + 1)]
 
 
-def build_tiny_tokenizer(vocab_size: int = 512, corpus: Iterable[str] = ()) -> Any:
+def build_tiny_tokenizer(vocab_size: int = 1024, corpus: Iterable[str] = ()) -> Any:
     """Train a byte-level BPE tokenizer with the Qwen special tokens and chat template.
 
     Returns a ``transformers.PreTrainedTokenizerFast`` whose ``pad``/``bos`` token is ``<|endoftext|>`` and whose
@@ -154,7 +154,7 @@ class TinySpec:
     vision_num_heads: int = field(default=2, metadata={"help": "vision attention heads"})
     vision_intermediate_size: int = field(default=128, metadata={"help": "vision MLP width"})
     tokens_per_second: int = field(default=2, metadata={"help": "Qwen2.5-VL temporal position ids per second"})
-    vocab_size: int = field(default=512, metadata={"help": "BPE vocabulary size including special tokens"})
+    vocab_size: int = field(default=1024, metadata={"help": "BPE vocabulary size including special tokens"})
     max_position_embeddings: int = field(default=8192, metadata={"help": "text context length"})
     min_pixels: int = field(default=4 * 28 * 28, metadata={"help": "processor minimum pixels per frame"})
     max_pixels: int = field(default=64 * 28 * 28, metadata={"help": "processor maximum pixels per frame"})

@@ -1,0 +1,60 @@
+"""The eval/*.sh benchmark scripts: usage text without arguments, and (DRY_RUN=1) a `timegrpo eval` command
+that the real parser accepts, with the published protocol's settings."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from timegrpo.cli import build_parser
+
+EVAL = Path(__file__).resolve().parents[2] / "eval"
+SCRIPTS = {"charades_sta.sh": "charades_sta", "activitynet.sh": "activitynet", "tvgbench.sh": "tvgbench",
+           "qvhighlights.sh": "moment_detr", "tacos.sh": None}
+
+
+def run(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(EVAL / script), *args], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **env})
+
+
+def test_every_script_is_listed_in_the_readme():
+    readme = (EVAL / "README.md").read_text()
+    assert sorted(p.name for p in EVAL.glob("*.sh") if not p.name.startswith("_")) == sorted(SCRIPTS)
+    assert all(f"`{name}`" in readme for name in SCRIPTS)
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_usage_without_arguments(script):
+    res = run(script)
+    assert res.returncode == 2 and f"usage: eval/{script} MODEL ANNOTATIONS VIDEOS OUT" in res.stdout
+    assert "Protocol" in res.stdout and "DRY_RUN" in res.stdout
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_dry_run_is_a_valid_eval_command_with_the_protocol(script):
+    res = run(script, "Qwen/Qwen2.5-VL-7B-Instruct", "ann file.json", "videos", "out dir", "--limit", "5",
+              DRY_RUN="1")
+    assert res.returncode == 0, res.stderr
+    argv = shlex.split(res.stdout)
+    assert argv[:2] == ["timegrpo", "eval"]
+    args = build_parser().parse_args(argv[1:])
+    assert (args.model, args.annotations, args.videos, args.out) == ("Qwen/Qwen2.5-VL-7B-Instruct", "ann file.json",
+                                                                     "videos", "out dir")
+    assert args.format == SCRIPTS[script] and args.limit == 5
+    assert (args.fps, args.max_frames, args.min_pixels, args.total_pixels) == (2.0, 768, 16 * 28 * 28, 3584 * 28 * 28)
+    assert (args.template, args.query_as_is, args.max_new_tokens, args.do_sample) == ("think", True, 1024, False)
+    assert (args.batch_size, args.on_bad, args.backend) == (4, "clip", "hf")
+
+
+def test_nproc_launches_accelerate_and_extra_flags_win():
+    res = run("charades_sta.sh", "m", "a.txt", "v", "o", "--template", "no_think", DRY_RUN="1", NPROC="4",
+              DURATIONS="/d/Charades_v1_test.csv")
+    argv = shlex.split(res.stdout)
+    assert argv[:7] == ["accelerate", "launch", "--multi_gpu", "--num_processes", "4", "-m", "timegrpo.cli"]
+    args = build_parser().parse_args(argv[7:])
+    assert args.template == "no_think" and args.durations == "/d/Charades_v1_test.csv"
