@@ -80,6 +80,18 @@ def _plots(out: Path, sft_logs: list[dict], rl_logs: list[dict], table: dict[str
     plt.close(fig)
 
 
+def _every(n: int, tag: str, *keys: str) -> Any:
+    """An ``on_step`` callback printing ``keys`` every ``n`` steps (the demo's progress lines)."""
+
+    def show(log: dict[str, float]) -> None:
+        if int(log["step"]) % n == 0:
+            vals = " ".join(f"{k}={log[k]:.3f}" for k in keys)
+            print(f"[demo] {tag} step {int(log['step'])} ({log.get('time', log.get('step_time', 0)):.0f} s): {vals}",
+                  flush=True)
+
+    return show
+
+
 def _table(rows: dict[str, dict[str, float]]) -> str:
     keys = ["mIoU", "R1@0.3", "R1@0.5", "R1@0.7", "format_rate"]
     lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
@@ -127,7 +139,7 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
 
     def evaluate(tag: str, m: Any) -> dict[str, float]:
         t1 = time.perf_counter()
-        metrics, records = evaluate_samples(m, processor, test, videos, template, batch_size=50,
+        metrics, records = evaluate_samples(m, processor, test, videos, template, batch_size=100,
                                             max_new_tokens=cfg.train.max_completion_length)
         (out / "predictions").mkdir(parents=True, exist_ok=True)
         with open(out / "predictions" / f"{tag}.jsonl", "w") as f:
@@ -139,14 +151,17 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     sft_kw = {"template": template, "learning_rate": cfg.sft.learning_rate, "batch_size": 16, "seed": dc.seed,
               "max_steps": 10**9, "target": DEMO_TARGET}
-    sft_logs = train_sft(model, processor, train, videos, max_seconds=dc.sft_seconds, **sft_kw)
+    sft_logs = train_sft(model, processor, train, videos, max_seconds=dc.sft_seconds,
+                         on_step=_every(100, "sft", "loss"), **sft_kw)
     lap("sft warm start", t0)
     before = evaluate("before", model)
+    model.save_pretrained(out / "warm_start")  # the SFT checkpoint both continuations start from
+    processor.save_pretrained(out / "warm_start")
     warm = copy.deepcopy(model)
 
     t0 = time.perf_counter()
     trainer = GRPOTrainer(cfg, model, processor, train, videos)
-    rl_logs = trainer.train(max_seconds=dc.rl_seconds)
+    rl_logs = trainer.train(max_seconds=dc.rl_seconds, progress=False, on_step=_every(25, "grpo", "reward", "iou"))
     lap("grpo", t0)
     after = evaluate("after", trainer.accelerator.unwrap_model(trainer.model))
 

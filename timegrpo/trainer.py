@@ -323,14 +323,14 @@ class GRPOTrainer:
 
     # ----------------------------------------------------------------------------------------- the loop
     def train(self, on_step: Callable[[dict[str, float]], None] | None = None,
-              max_seconds: float | None = None) -> list[dict[str, float]]:
+              max_seconds: float | None = None, progress: bool = True) -> list[dict[str, float]]:
         """Run until ``total_steps`` (or ``max_seconds`` of wall time, checked after each step on every
         process alike); log every ``logging_steps``, checkpoint every ``save_steps`` and at the end."""
         from tqdm.auto import tqdm
 
         t = self.cfg.train
         bar = tqdm(total=self.total_steps, initial=self.state["step"], desc="grpo",
-                   disable=not self.accelerator.is_main_process)
+                   disable=not (progress and self.accelerator.is_main_process))
         t0 = time.perf_counter()
         while self.state["step"] < self.total_steps:
             if max_seconds is not None and self._elapsed(t0) >= max_seconds:
