@@ -102,15 +102,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from timegrpo.config import load_config, save_config, to_yaml
+def _resolve(args: argparse.Namespace, section: str) -> Any:
+    """The recipe with the command line's overrides (bare keys go to ``section``); None after --print-config."""
+    from timegrpo.config import load_config, to_yaml
 
-    overrides = list(args.overrides)
-    cfg = load_config(args.config, overrides, prefer_section="train")
+    cfg = load_config(args.config, list(args.overrides), prefer_section=section)
     if args.print_config:
         print(to_yaml(cfg))
-        return 0
+        return None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    return cfg
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from timegrpo.config import save_config
+
+    overrides = list(args.overrides)
+    cfg = _resolve(args, "train")
+    if cfg is None:
+        return 0
     trainer = build_trainer(cfg)
     if trainer.accelerator.is_main_process:
         Path(cfg.train.output_dir).mkdir(parents=True, exist_ok=True)
@@ -133,15 +143,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_sft(args: argparse.Namespace) -> int:
-    from timegrpo.config import load_config, save_config, to_yaml
+    from timegrpo.config import save_config
     from timegrpo.sft import train_sft
 
     overrides = list(args.overrides)
-    cfg = load_config(args.config, overrides, prefer_section="sft")
-    if args.print_config:
-        print(to_yaml(cfg))
+    cfg = _resolve(args, "sft")
+    if cfg is None:
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     s = cfg.sft
     model, processor = load_model(cfg)
     samples = load_samples(cfg)

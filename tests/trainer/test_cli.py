@@ -1,0 +1,37 @@
+"""`timegrpo sft` then `timegrpo train` from the tiny recipe, as a user runs them (offline tiny model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from timegrpo.cli import main
+from timegrpo.config import load_config
+from timegrpo.models.tiny import save_tiny_vlm
+
+RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml")
+
+
+def test_sft_then_grpo_from_the_command_line(synth_dir, tmp_path):
+    tiny = save_tiny_vlm("qwen2_5_vl", tmp_path / "tiny")
+    data = ["--data.train_file", str(synth_dir / "train.jsonl"), "--data.video_dir", str(synth_dir),
+            "--data.frame_cache_dir", str(tmp_path / "frames")]
+    sft_out = tmp_path / "sft"
+    assert main(["sft", "--config", RECIPE, "--model.model_name_or_path", str(tiny), *data,
+                 "--max_steps", "2", "--per_device_train_batch_size", "4", "--output_dir", str(sft_out)]) == 0
+    assert (sft_out / "final" / "config.json").is_file()
+
+    out = tmp_path / "grpo"
+    assert main(["train", "--config", RECIPE, "--model.model_name_or_path", str(sft_out / "final"), *data,
+                 "--max_steps", "2", "--num_generations", "2", "--per_device_train_batch_size", "2",
+                 "--max_completion_length", "6", "--logging_steps", "1", "--output_dir", str(out),
+                 "--log_completions"]) == 0
+    saved = load_config(out / "config.yaml", [])  # the resolved recipe reproduces the run
+    assert saved.train.max_steps == 2 and saved.model.model_name_or_path == str(sft_out / "final")
+    assert (out / "config.yaml").read_text().startswith("# timegrpo train --config")
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2]
+    assert {"rewards/tiou/mean", "rewards/format/mean", "vision_tower_calls"} <= set(lines[0])
+    assert len((out / "completions.jsonl").read_text().splitlines()) == 2 * 2 * 2  # steps x prompts x G
+    assert (out / "checkpoint-2" / "model.safetensors").is_file()
+    assert (out / "checkpoint-2" / "state").is_dir()
