@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE = 1
 export WANDB_MODE = offline
 export TOKENIZERS_PARALLELISM = false
 
-.PHONY: install test test-slow lint demo clean
+.PHONY: install test test-slow lint demo bench clean
 
 install: $(STAMP)
 
@@ -30,6 +30,12 @@ test-slow: $(STAMP)
 # The main job on its embedded default: synthetic benchmark -> tiny model -> SFT -> GRPO -> report (CPU, ~15 min).
 demo: $(STAMP)
 	$(VENV)/bin/timegrpo demo --out outputs/demo $(DEMO_ARGS)
+
+# timegrpo vs TRL's GRPOTrainer, step for step, on CPU (1-3 min): writes BENCHMARKS.md (and outputs/bench.json).
+REAL_VIDEOS := $(wildcard ../shared/data/videos)
+bench: $(STAMP)
+	$(PY) -m timegrpo.cli bench --suite cpu --vs-trl $(if $(REAL_VIDEOS),--real-videos $(REAL_VIDEOS)) \
+		--json-out outputs/bench.json --markdown BENCHMARKS.md $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check timegrpo tests

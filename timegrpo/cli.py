@@ -25,6 +25,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.push_cli",
     "timegrpo.detr.cli",
     "timegrpo.demo",
+    "timegrpo.bench",
 ]
 
 
