@@ -1,0 +1,64 @@
+"""Policy preparation: what trains, LoRA on the language model only, the adapter-disabled reference."""
+
+from __future__ import annotations
+
+import torch
+
+from timegrpo.models.loading import make_reference, prepare_policy, reference_context, vision_tower
+from timegrpo.models.tiny import build_tiny_vlm, save_tiny_vlm
+
+
+def trainable(model):
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_default_trains_llm_and_merger_freezes_vision_blocks():
+    model, _ = build_tiny_vlm("qwen2_5_vl")
+    model = prepare_policy(model)
+    names = trainable(model)
+    assert any(n.startswith("model.language_model.") for n in names) and "lm_head.weight" in names
+    assert any(".visual.merger." in n for n in names)
+    assert not any(".visual." in n and ".merger." not in n for n in names)
+    frozen_merger = prepare_policy(build_tiny_vlm("qwen2_5_vl")[0], train_merger=False)
+    assert not any(".visual." in n for n in trainable(frozen_merger))
+    whole = prepare_policy(build_tiny_vlm("qwen2_5_vl")[0], freeze_vision_tower=False)
+    assert any(".visual.blocks." in n for n in trainable(whole))
+
+
+def test_lora_adapts_language_model_only_and_reference_is_the_adapter_disabled_policy():
+    model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
+    base_logits_model, _ = build_tiny_vlm("qwen2_5_vl", seed=0)
+    policy = prepare_policy(model, use_lora=True, lora_kwargs={"r": 4, "alpha": 8, "dropout": 0.0})
+    names = trainable(policy)
+    lora = {n for n in names if "lora_" in n}
+    assert lora and all(".language_model." in n for n in lora)
+    assert not any("lora_" in n for n, _ in vision_tower(policy).named_parameters())
+    assert any(".merger." in n for n in names) and not (names - lora - {n for n in names if ".merger." in n})
+    assert make_reference(policy, beta=0.04, use_lora=True) is None
+    ids = processor.tokenizer("<answer>1.00 to 2.00</answer>", return_tensors="pt")["input_ids"]
+    with torch.no_grad():  # make the adapter non-zero so that disabling it matters
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.5)
+        adapted = policy(input_ids=ids).logits
+        with reference_context(policy, None) as ref:
+            disabled = ref(input_ids=ids).logits
+        base = base_logits_model(input_ids=ids).logits
+    torch.testing.assert_close(disabled, base)
+    assert not torch.allclose(adapted, base)
+
+
+def test_separate_reference_only_when_beta_nonzero(tmp_path):
+    model, _ = build_tiny_vlm("qwen2_vl")
+    assert make_reference(model, beta=0.0, use_lora=False) is None
+    ref = make_reference(model, beta=0.04, use_lora=False)
+    assert ref is not model and not any(p.requires_grad for p in ref.parameters())
+
+
+def test_load_policy_from_a_folder_with_gradient_checkpointing(tmp_path):
+    from timegrpo.models.loading import load_policy
+
+    path = save_tiny_vlm("qwen3_vl", tmp_path / "m")
+    model, processor = load_policy(str(path), dtype="float32", gradient_checkpointing=True)
+    assert getattr(model, "is_activation_checkpointing", None) and model.config.model_type == "qwen3_vl"
+    assert processor.tokenizer.eos_token == "<|im_end|>"
