@@ -72,7 +72,7 @@ def train_sft(model: nn.Module, processor: Any, samples: Sequence[Sample], video
 
     acc = accelerator or make_accelerator(gradient_accumulation_steps=gradient_accumulation_steps)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=True)
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
     model, opt = acc.prepare(model, opt)
     n, per_micro = len(samples), batch_size * acc.num_processes
     per_epoch = max(1, math.ceil(n / per_micro))

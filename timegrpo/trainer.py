@@ -113,7 +113,7 @@ class GRPOTrainer:
         if not params:
             raise ValueError("the model has no trainable parameter: check freeze_vision_tower/train_merger/use_lora")
         optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay,
-                                      betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon, fused=True)
+                                      betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
         self.total_steps = self._total_steps()
         from transformers import get_scheduler
 
