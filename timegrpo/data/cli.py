@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=20.0, help="background noise std (0-255)")
     p.set_defaults(func=run_synth)
 
+    from timegrpo.detr.cli import add_synth_features_parser  # the clip-feature benchmark of GIRL-DETR
+
+    add_synth_features_parser(sub)
+
     p = sub.add_parser("frames", help="sample a video through qwen-vl-utils and print each frame's time")
     p.add_argument("video", help="video file")
     p.add_argument("--fps", type=float, default=None, help="sampling fps (default 2 unless --nframes)")

@@ -1,0 +1,103 @@
+"""The GIRL-DETR model: shapes, real-sized forward/backward, masking, predict API, head size."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from timegrpo.detr.config import ModelConfig
+from timegrpo.detr.model import GirlDetr, rank_windows, sine_embed
+
+
+def _inputs(b: int, lv: int, dv: int, lt: int, dt: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randn(b, lv, dv, generator=g)
+    text = torch.randn(b, lt, dt, generator=g)
+    vmask = torch.ones(b, lv, dtype=torch.bool)
+    tmask = torch.ones(b, lt, dtype=torch.bool)
+    return video, vmask, text, tmask
+
+
+def test_real_sized_forward_backward_on_cpu() -> None:
+    """75 clips x 2818-d video, 32 x 512-d text, batch 32, the spec's default model (hidden 256, 8 heads, FFN 1024)."""
+    torch.manual_seed(0)
+    model = GirlDetr(ModelConfig(), video_dim=2818, text_dim=512)
+    video, vmask, text, tmask = _inputs(32, 75, 2818, 32, 512)
+    vmask[1, 60:] = False
+    tmask[2, 10:] = False
+    t0 = time.time()
+    out = model(video, vmask, text, tmask)
+    assert len(out.spans) == 3
+    assert out.spans[-1].shape == (32, 10, 2) and out.logits[-1].shape == (32, 10, 2)
+    assert out.iou[-1].shape == (32, 10) and out.saliency.shape == (32, 75)
+    assert torch.all((out.spans[-1] > 0) & (out.spans[-1] < 1))
+    loss = sum(s.sum() for s in out.spans) + sum(lg.logsumexp(-1).sum() for lg in out.logits) + out.saliency.sum()
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert grads["video_proj.blocks.0.2.weight"] is not None and grads["video_proj.blocks.0.2.weight"].abs().sum() > 0
+    assert grads["cmi.t_from_v.in_proj_weight"].abs().sum() > 0
+    assert grads["decoder.0.gate_proj.weight"].abs().sum() > 0
+    assert time.time() - t0 < 120
+
+
+def test_head_parameters_are_about_027M_for_the_default_model() -> None:
+    model = GirlDetr(ModelConfig(), video_dim=2818, text_dim=512)
+    heads = set(model.head_parameter_names())
+    n = sum(p.numel() for name, p in model.named_parameters() if name in heads)
+    assert 0.25e6 < n < 0.29e6, n
+    assert {name.split(".")[0] for name in heads} == {"span_head", "class_head", "iou_head"}
+
+
+def test_padding_does_not_change_predictions() -> None:
+    """A query alone and the same query padded next to a longer video give the same outputs (eval mode)."""
+    torch.manual_seed(1)
+    model = GirlDetr(ModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6).eval()
+    video, vmask, text, tmask = _inputs(2, 12, 10, 5, 6, seed=2)
+    vmask[0, 8:] = False
+    tmask[0, 3:] = False
+    both = model(video, vmask, text, tmask)
+    alone = model(video[:1, :8], vmask[:1, :8], text[:1, :3], tmask[:1, :3])
+    torch.testing.assert_close(both.spans[-1][:1], alone.spans[-1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both.logits[-1][:1], alone.logits[-1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(both.saliency[:1, :8], alone.saliency, atol=1e-5, rtol=1e-4)
+
+
+def test_text_changes_the_output() -> None:
+    torch.manual_seed(2)
+    model = GirlDetr(ModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6).eval()
+    video, vmask, text, tmask = _inputs(1, 12, 10, 5, 6)
+    a = model(video, vmask, text, tmask)
+    b = model(video, vmask, -text, tmask)
+    assert (a.logits[-1] - b.logits[-1]).abs().max() > 1e-4
+    assert (a.saliency - b.saliency).abs().max() > 1e-4
+    # the span head starts at zero (DAB-DETR), so the first spans are the learned anchors
+    torch.testing.assert_close(a.spans[0], torch.sigmoid(model.anchors).expand_as(a.spans[0]))
+
+
+def test_predict_returns_ranked_windows_in_seconds() -> None:
+    torch.manual_seed(3)
+    model = GirlDetr(ModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6)
+    model.train()
+    video, vmask, text, tmask = _inputs(2, 20, 10, 4, 6)
+    vmask[1, 15:] = False
+    ranked = model.predict(video, vmask, text, tmask, clip_len=2.0, durations=[39.5, None])
+    assert model.training  # restored
+    assert [len(r) for r in ranked] == [10, 10]
+    for r, hi in zip(ranked, (39.5, 30.0)):
+        scores = [w[2] for w in r]
+        assert scores == sorted(scores, reverse=True)
+        assert all(0.0 <= s <= e <= hi for s, e, _ in r)
+    # windows are the final spans scaled by L * clip_len
+    with torch.no_grad():
+        out = model.eval()(video, vmask, text, tmask)
+    c, w = out.spans[-1][1].T
+    top = int(out.logits[-1][1].softmax(-1)[:, 0].argmax())
+    s, e, _ = rank_windows(out, vmask, 2.0)[1][0]
+    assert abs(s - max(0.0, float(c[top] - w[top] / 2)) * 30.0) < 1e-4 and abs(e - min(1.0, float(c[top] + w[top] / 2)) * 30.0) < 1e-4
+
+
+def test_sine_embed_distinguishes_positions() -> None:
+    e = sine_embed(torch.tensor([[0.1], [0.11], [0.9]]), 16)
+    assert e.shape == (3, 16)
+    assert (e[0] - e[1]).norm() < (e[0] - e[2]).norm()

@@ -1,0 +1,133 @@
+"""Gradient-isolated RL: the schedule, the three losses by hand, the baselines, and isolation after a real stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from timegrpo.detr.config import RLConfig, load_config
+from timegrpo.detr.rl import (
+    BASELINES,
+    assert_isolated,
+    changed_parameters,
+    freeze_all_but,
+    greedy_advantage,
+    group_advantage,
+    reinforce_loss,
+    rl_coefficients,
+    run_rl,
+    sample_actions,
+    top1_loss,
+    topk_weighted_span_loss,
+)
+from timegrpo.detr.train import load_checkpoint, train_supervised
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "detr"
+
+
+@pytest.mark.parametrize(("recipe", "p1", "p2", "rho"), [("charades_sta.yaml", 8, 12, 0.03),
+                                                         ("qvhighlights.yaml", 20, 20, 0.05),
+                                                         ("tacos.yaml", 10, 10, 0.02)])
+def test_recipes_carry_the_spec_schedule(recipe: str, p1: int, p2: int, rho: float) -> None:
+    rl = load_config(RECIPES / recipe).rl
+    assert (rl.p1, rl.p2, rl.rho) == (p1, p2, rho)
+    assert rl_coefficients(p1 - 1, rl) == (0.0, 0.0)
+    assert rl_coefficients(p2, rl)[0] == pytest.approx(rho)
+    assert rl_coefficients(p2 + rl.reinforce_ramp - 1, rl)[1] == pytest.approx(rho)
+
+
+def test_charades_schedule_with_cosine_decay() -> None:
+    cfg = RLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10, cosine_decay=True, decay_floor=0.2, epochs=42)
+    assert rl_coefficients(9, cfg) == pytest.approx((0.015, 0.0))  # c_S half way: 2 of 4 epochs
+    assert rl_coefficients(21, cfg) == pytest.approx((0.03, 0.03))  # both at rho
+    # the decay runs from epoch 21 (first at full rho) to the last epoch 41
+    assert rl_coefficients(31, cfg) == pytest.approx((0.018, 0.018))  # half way down: (0.03 + 0.006) / 2
+    assert rl_coefficients(41, cfg) == pytest.approx((0.006, 0.006))  # rho / 5
+
+
+def test_top1_loss_only_moves_the_top_query() -> None:
+    spans = torch.tensor([[[0.2, 0.2], [0.6, 0.2], [0.5, 0.1]]], requires_grad=True)
+    scores = torch.tensor([[0.1, 0.8, 0.3]])
+    gts = torch.tensor([[[0.5, 0.2], [0.1, 0.1]]])
+    loss = top1_loss(spans, scores, gts, torch.tensor([[True, True]]))
+    # top query [0.5, 0.7] vs best GT [0.4, 0.6]: L1 mean(0.1, 0) = 0.05; IoU 0.1/0.3, hull 0.3 -> 1 - 1/3
+    assert loss.item() == pytest.approx(0.05 + 2 / 3, rel=1e-5)
+    loss.backward()
+    g = spans.grad[0]
+    assert g[0].abs().sum() == 0 and g[2].abs().sum() == 0 and g[1, 0] > 0  # center pushed left
+
+
+def test_topk_weights_favor_the_worse_queries() -> None:
+    # query 0 is perfect (weight 0), query 1 has IoU 1/3 (weight 1), query 2 not in the top 2
+    spans = torch.tensor([[[0.3, 0.4], [0.5, 0.4], [0.9, 0.1]]], requires_grad=True)
+    loss = topk_weighted_span_loss(spans, torch.tensor([[0.9, 0.8, 0.1]]), torch.tensor([[[0.3, 0.4]]]),
+                                   torch.tensor([[True]]), k=2)
+    assert loss.item() == pytest.approx(0.1)
+    loss.backward()
+    assert spans.grad[0, 0].abs().sum() == 0 and spans.grad[0, 2].abs().sum() == 0 and spans.grad[0, 1, 0] > 0
+
+
+def test_reinforce_gradient_raises_better_than_greedy_queries() -> None:
+    scores = torch.tensor([[0.6, 0.5, 0.2]], requires_grad=True)
+    rewards = torch.tensor([[0.3, 0.9, 0.1]])
+    actions = torch.tensor([[1, 2, 0]])
+    adv = greedy_advantage(scores.detach(), rewards, actions)
+    assert adv[0].tolist() == pytest.approx([0.6, -0.2, 0.0])
+    loss = reinforce_loss(scores, actions, adv, temperature=0.5)
+    p = torch.softmax(scores.detach() / 0.5, -1)[0]
+    expect = -(0.6 * p[1].log() - 0.2 * p[2].log()) / 3
+    assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
+    loss.backward()
+    assert scores.grad[0, 1] < 0 < scores.grad[0, 2]  # descent raises query 1, lowers query 2
+
+
+def test_group_baseline_is_zscore_and_registered() -> None:
+    rewards = torch.tensor([[0.2, 0.4, 0.6, 0.8]])
+    adv = group_advantage(torch.zeros(1, 4), rewards, torch.tensor([[3, 0]]))
+    std = rewards.std(unbiased=False)
+    assert adv[0].tolist() == pytest.approx([0.3 / std.item(), -0.3 / std.item()], rel=1e-5)
+    assert set(BASELINES.names()) == {"greedy", "group"}
+
+
+def test_sample_actions_follows_the_tempered_policy() -> None:
+    g = torch.Generator().manual_seed(0)
+    scores = torch.tensor([[1.0, 0.0, 0.0]]).expand(1, 3)
+    a = sample_actions(scores, 0.5, 20000, g)
+    p0 = (a == 0).float().mean().item()
+    e2 = torch.exp(torch.tensor(2.0)).item()
+    assert p0 == pytest.approx(e2 / (e2 + 2), abs=0.015)
+
+
+def test_assert_isolated_catches_a_changed_frozen_parameter() -> None:
+    model = torch.nn.ModuleDict({"span_head": torch.nn.Linear(2, 2), "encoder": torch.nn.Linear(2, 2)})
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    allowed = freeze_all_but(model, ["span_head"])
+    assert allowed == ["span_head.weight", "span_head.bias"]
+    assert not model["encoder"].weight.requires_grad
+    with torch.no_grad():
+        model["span_head"].bias += 1
+    assert_isolated(changed_parameters(before, model), allowed)
+    with torch.no_grad():
+        model["encoder"].weight[0, 0] += 1e-6
+    with pytest.raises(RuntimeError, match="encoder.weight"):
+        assert_isolated(changed_parameters(before, model), allowed)
+
+
+@pytest.mark.parametrize("objective", ["girl", "supervised"])
+def test_rl_stage_changes_only_the_heads(synth_root: Path, tmp_path: Path, make_config, objective: str) -> None:
+    cfg = make_config(synth_root, out_root=str(tmp_path), train={"epochs": 1, "eval_every": 0},
+                      rl={"epochs": 3, "objective": objective, "baseline": "group"})
+    sup = train_supervised(cfg, log=lambda s: None)
+    result = run_rl(cfg, log=lambda s: None)
+    heads = ("span_head.", "class_head.", "iou_head.")
+    assert result.changed_parameters and all(n.startswith(heads) for n in result.changed_parameters)
+    assert {n.split(".")[0] for n in result.changed_parameters} == {"span_head", "class_head", "iou_head"}
+    before, after = load_checkpoint(sup["best"])["model"], load_checkpoint(result.checkpoint)["model"]
+    for name, tensor in before.items():
+        assert torch.equal(tensor, after[name]) != name.startswith(heads), name
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+    if objective == "girl":
+        assert result.history[0]["c_S"] == pytest.approx(0.05) and result.history[0]["c_R"] == 0.0
+        assert "reinforce" in result.history[1] and "reinforce" not in result.history[0]
