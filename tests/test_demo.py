@@ -13,14 +13,14 @@ KEYS = {"mIoU", "R1@0.3", "R1@0.5", "R1@0.7", "format_rate"}
 
 def test_demo_small_run_writes_the_report(tmp_path):
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--n-videos", "40", "--test-size", "8", "--sft-seconds", "8",
-               "--rl-seconds", "6"])
+    rc = main(["demo", "--out", str(out), "--n-videos", "40", "--test-size", "8", "--sft-steps", "6",
+               "--rl-steps", "3"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     for part in ("before", "after", "sft_continued"):
         assert set(report[part]) >= KEYS, part
         assert report[part]["n"] == 8
-    assert report["steps"]["grpo"] >= 1 and report["steps"]["sft"] >= 1
+    assert report["steps"]["grpo"] == 3 and report["steps"]["sft"] == 6
     assert report["grpo_gain_mIoU"] == pytest.approx(report["after"]["mIoU"] - report["before"]["mIoU"], abs=0.01)
     assert (out / "plots" / "demo.png").stat().st_size > 0
     assert len((out / "predictions" / "after.jsonl").read_text().splitlines()) == 8
