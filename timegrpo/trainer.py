@@ -216,9 +216,10 @@ class GRPOTrainer:
             feats = encode_videos(self.teacher, inputs["pixel_values_videos"], inputs["video_grid_thw"])
             teacher = completion_logps(self.teacher, replace(batch, features=feats), temperature=t.temperature)
         metrics.update(self._rollout_metrics(batch, samples, rewards))
-        self._last_completions = [
-            {"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
-            for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))]
+        if t.log_completions:
+            self._last_completions = [
+                {"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
+                for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))]
         mb = MicroBatch(batch, torch.empty(0), old, ref, mask.to(device), teacher)
         return mb, rewards, metrics
 
@@ -261,7 +262,8 @@ class GRPOTrainer:
         t0 = time.perf_counter()
         videos0 = self.vision_counter.videos
         buffer, rewards, logs = [], [], []
-        for positions in self.step_positions(step):
+        step_positions = self.step_positions(step)
+        for positions in step_positions:
             samples = [self.samples[i] for i in positions]
             mb, r, m = self.rollout(samples, rollout_seed(t.seed, step, positions[0]))
             buffer.append(mb)
@@ -281,7 +283,7 @@ class GRPOTrainer:
         self.state["step"] = step + 1
         metrics = self._reduce({**_mean_dicts(logs + loss_logs), "frac_reward_zero_std": zero_std}, "mean")
         metrics.update(self._reduce({"vision_tower_calls": self.vision_counter.videos - videos0,
-                                     "prompts": sum(len(p) for p in self.step_positions(step))}, "sum"))
+                                     "prompts": sum(len(p) for p in step_positions)}, "sum"))
         metrics.update(step=step + 1, learning_rate=self.scheduler.get_last_lr()[0], step_time=time.perf_counter() - t0, rollout_time=t_rollout)
         return metrics
 

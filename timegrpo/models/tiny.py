@@ -200,6 +200,17 @@ def _token_ids(ids: dict[str, int]) -> dict[str, int]:
     }
 
 
+def _vision_config(spec: TinySpec) -> dict[str, Any]:
+    """Vision-tower sizes shared by the Qwen2.5-VL and Qwen3-VL vision configs."""
+    return {
+        "depth": spec.vision_depth,
+        "hidden_size": spec.vision_hidden_size,
+        "intermediate_size": spec.vision_intermediate_size,
+        "num_heads": spec.vision_num_heads,
+        "out_hidden_size": spec.hidden_size,
+    }
+
+
 @FAMILIES.register("qwen2_vl")
 def _qwen2_vl(spec: TinySpec, ids: dict[str, int], vocab: int) -> Any:
     from transformers import Qwen2VLConfig
@@ -219,11 +230,7 @@ def _qwen2_5_vl(spec: TinySpec, ids: dict[str, int], vocab: int) -> Any:
     from transformers import Qwen2_5_VLConfig
 
     vision = {
-        "depth": spec.vision_depth,
-        "hidden_size": spec.vision_hidden_size,
-        "intermediate_size": spec.vision_intermediate_size,
-        "num_heads": spec.vision_num_heads,
-        "out_hidden_size": spec.hidden_size,
+        **_vision_config(spec),
         "tokens_per_second": spec.tokens_per_second,
         "window_size": 112,
         "fullatt_block_indexes": [spec.vision_depth - 1],
@@ -241,11 +248,7 @@ def _qwen3_vl(spec: TinySpec, ids: dict[str, int], vocab: int) -> Any:
     text.pop("bos_token_id")
     text.pop("eos_token_id")
     vision = {
-        "depth": spec.vision_depth,
-        "hidden_size": spec.vision_hidden_size,
-        "intermediate_size": spec.vision_intermediate_size,
-        "num_heads": spec.vision_num_heads,
-        "out_hidden_size": spec.hidden_size,
+        **_vision_config(spec),
         "num_position_embeddings": 256,
         "deepstack_visual_indexes": [0],
     }
