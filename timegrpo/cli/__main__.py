@@ -1,0 +1,7 @@
+"""``python -m timegrpo.cli``: the ``timegrpo`` command."""
+
+import sys
+
+from timegrpo.cli import main
+
+sys.exit(main())
