@@ -22,7 +22,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.score",
     "timegrpo.eval_cli",
     "timegrpo.train",
-    "timegrpo.push_cli",
+    "timegrpo.cli.push",
     "timegrpo.detr.cli",
     "timegrpo.demo",
     "timegrpo.bench",
