@@ -25,7 +25,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.score",
     "timegrpo.eval_cli",
     "timegrpo.train",
-    "timegrpo.push_cli",
+    "timegrpo.cli.push",
     "timegrpo.detr.cli",
     "timegrpo.cli.demo",
     "timegrpo.cli.bench",
