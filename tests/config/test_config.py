@@ -225,8 +225,8 @@ def test_schedulers_are_known_to_transformers():
 
 
 def test_data_section_builds_the_video_sampler():
-    video = pytest.importorskip("timegrpo.data.video")
     from timegrpo.config import DataConfig
+    from timegrpo.data import video
 
     sampling = video.VideoSampling(**DataConfig().video_sampling_kwargs())
     assert (sampling.fps, sampling.nframes, sampling.total_pixels, sampling.max_frames) == (2.0, None, 2809856, 768)

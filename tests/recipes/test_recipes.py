@@ -81,9 +81,9 @@ def test_no_think_and_opd_recipes():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_names_resolve_in_the_registries(path):
     """Reward, prompt and format names are checked against the modules that own them."""
-    rewards = pytest.importorskip("timegrpo.rewards")
-    prompts = pytest.importorskip("timegrpo.prompts")
-    formats = pytest.importorskip("timegrpo.data.formats")
+    from timegrpo import prompts, rewards
+    from timegrpo.data import formats
+
     cfg = load_config(path, [])
     for name in cfg.train.reward_funcs:
         assert name in rewards.reward_names(), f"{path.name}: unknown reward {name!r}"
