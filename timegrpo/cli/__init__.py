@@ -23,7 +23,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.eval_cli",
     "timegrpo.train",
     "timegrpo.push_cli",
-    "timegrpo.detr.cli",
+    "timegrpo.cli.detr",
     "timegrpo.demo",
     "timegrpo.bench",
 ]

@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--noise", type=float, default=20.0, help="background noise std (0-255)")
     p.set_defaults(func=run_synth)
 
-    from timegrpo.detr.cli import add_synth_features_parser  # the clip-feature benchmark of GIRL-DETR
+    from timegrpo.cli.detr import add_synth_features_parser  # the clip-feature benchmark of GIRL-DETR
 
     add_synth_features_parser(sub)
 
