@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from timegrpo.detr.config import DetrConfig, SynthConfig, config_from_dict
+from timegrpo.config import core
+from timegrpo.detr.config import DetrConfig, FeatureSynthConfig
 from timegrpo.detr.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,14 +28,14 @@ def tiny_config(root: Path, **sections: dict) -> DetrConfig:
     }
     for k, v in sections.items():
         d[k] = {**d.get(k, {}), **v} if isinstance(v, dict) else v
-    return config_from_dict(d)
+    return core.from_dict(DetrConfig, d)
 
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 synthetic videos (about 75 queries), written once per session."""
     root = tmp_path_factory.mktemp("girl_synth")
-    synthesize(root, SynthConfig(n_videos=30, seed=3))
+    synthesize(root, FeatureSynthConfig(n_videos=30, seed=3))
     return root
 
 

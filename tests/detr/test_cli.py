@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from timegrpo.cli import build_parser, main
-from timegrpo.detr.cli import add_synth_features_parser
-from timegrpo.detr.config import DetrConfig, apply_overrides, load_config
+from timegrpo.cli.detr import add_synth_features_parser
+from timegrpo.config import core
+from timegrpo.config.core import ConfigError
+from timegrpo.detr.config import DetrConfig, load_detr_config
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes" / "detr").glob("*.yaml"))
 
@@ -21,7 +24,7 @@ def test_there_are_recipes_for_the_three_datasets_and_the_demo() -> None:
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 def test_recipe_loads_and_first_line_is_its_launch_command(recipe: Path) -> None:
-    cfg = load_config(recipe)
+    cfg = load_detr_config(recipe)
     first = recipe.read_text().splitlines()[0]
     assert first.startswith("# timegrpo detr ") and f"recipes/detr/{recipe.name}" in first
     assert (cfg.model.hidden_dim, cfg.model.num_queries) == ((64, 10) if recipe.stem == "synthetic" else (256, 10))
@@ -29,7 +32,7 @@ def test_recipe_loads_and_first_line_is_its_launch_command(recipe: Path) -> None
 
 
 def test_real_dataset_recipes_follow_the_spec() -> None:
-    by = {p.stem: load_config(p) for p in RECIPES}
+    by = {p.stem: load_detr_config(p) for p in RECIPES}
     assert by["qvhighlights"].data.clip_len == 2.0 and by["qvhighlights"].loss.saliency_coef > 0
     assert by["charades_sta"].data.clip_len == by["tacos"].data.clip_len == 1.0
     assert by["charades_sta"].rl.cosine_decay and not by["qvhighlights"].rl.cosine_decay
@@ -43,26 +46,67 @@ def test_real_dataset_recipes_follow_the_spec() -> None:
 
 
 def test_overrides_are_typed_and_checked() -> None:
-    cfg = apply_overrides(DetrConfig(), ["--data.video_feat_dirs", "[a, b]", "--max_v_len", "null", "--rl.lr", "3e-5"])
+    cfg = load_detr_config(None, ["--data.video_feat_dirs", "[a, b]", "--max_v_len", "null", "--rl.lr", "3e-5",
+                                  "--temporal_encoding", "false", "--train.lr_drop", "40", "--rl.init", "none"])
     assert cfg.data.video_feat_dirs == ["a", "b"] and cfg.data.max_v_len is None and cfg.rl.lr == 3e-5
-    with pytest.raises(ValueError, match="unknown config key data.nope; known: annotation_format"):
-        apply_overrides(DetrConfig(), ["--data.nope", "1"])
-    with pytest.raises(ValueError, match="expected int"):
-        apply_overrides(DetrConfig(), ["--train.epochs", "many"])
-    with pytest.raises(ValueError, match="rl.p2 .* must be >= rl.p1"):
-        apply_overrides(DetrConfig(), ["--rl.p1", "5", "--rl.p2", "3"])
+    assert cfg.data.temporal_encoding is False and cfg.train.lr_drop == 40 and cfg.rl.init is None
+    # a key in data and synth means data's; the top-level seed is not synth.seed
+    cfg = load_detr_config(None, ["--clip_len", "1", "--seed", "7", "--synth.splits", "[0.5, 0.25, 0.25]"])
+    assert (cfg.data.clip_len, cfg.synth.clip_len, cfg.seed, cfg.synth.seed) == (1.0, 2.0, 7, 0)
+    assert cfg.synth.splits == [0.5, 0.25, 0.25]
+    with pytest.raises(ConfigError, match="unknown option --data.nope"):
+        load_detr_config(None, ["--data.nope", "1"])
+    with pytest.raises(ConfigError, match="--train.epochs: expected an integer, got 'many'"):
+        load_detr_config(None, ["--train.epochs", "many"])
+    with pytest.raises(ConfigError, match="option --lr is ambiguous: say which with --train.lr or --rl.lr"):
+        load_detr_config(None, ["--lr", "1e-3"])
+    # each section's own validation, with its message
+    with pytest.raises(ConfigError, match=r"rl.p2 \(3\) must be >= rl.p1 \(5\)"):
+        load_detr_config(None, ["--rl.p1", "5", "--rl.p2", "3"])
+    with pytest.raises(ConfigError, match="data.on_bad must be 'error', 'skip' or 'clip', got 'drop'"):
+        load_detr_config(None, ["--on_bad", "drop"])
+    with pytest.raises(ConfigError, match="model.hidden_dim 30 must be divisible by model.nheads 8"):
+        load_detr_config(None, ["--hidden_dim", "30"])
 
 
 def test_parser_exposes_every_action_and_the_data_hook() -> None:
-    args = build_parser().parse_args(["detr", "train", "--config", "x.yaml", "--data.root", "/d", "--clip_len", "1"])
-    assert args.config == "x.yaml" and getattr(args, "cfg:data.root") == "/d" and getattr(args, "cfg:data.clip_len") == "1"
-    for action in ("rl", "predict"):
-        assert build_parser().parse_args(["detr", action, "--config", "x.yaml"]).func is not None
-    # the `timegrpo data` group can mount the same parser
+    args, extra = build_parser().parse_known_args(["detr", "train", "--config", "x.yaml", "--data.root", "/d",
+                                                   "--clip_len", "1"])
+    assert args.config == "x.yaml" and args.accepts_overrides and extra == ["--data.root", "/d", "--clip_len", "1"]
+    for action in ("rl", "predict", "demo"):
+        assert build_parser().parse_known_args(["detr", action, "--config", "x.yaml", "--out", "o"])[0].func is not None
+    # the `timegrpo data` group can mount the same parser; `--n` and `--seed` are its own, the rest overrides
     sub = argparse.ArgumentParser().add_subparsers()
     p = add_synth_features_parser(sub)
-    ns = p.parse_args(["--out", "/tmp/x", "--n", "5", "--seed", "2", "--synth.noise", "0.1"])
-    assert (ns.out, ns.n, ns.seed, getattr(ns, "cfg:synth.noise")) == ("/tmp/x", 5, 2, "0.1")
+    ns, extra = p.parse_known_args(["--out", "/tmp/x", "--n", "5", "--seed", "2", "--synth.noise", "0.1"])
+    assert (ns.out, ns.n, ns.seed, extra) == ("/tmp/x", 5, 2, ["--synth.noise", "0.1"])
+
+
+def test_print_config_resolves_the_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = next(p for p in RECIPES if p.stem == "tacos")
+    assert main(["detr", "train", "--config", str(recipe), "--clip_len", "2", "--print-config"]) == 0
+    again = core.from_dict(DetrConfig, yaml.safe_load(capsys.readouterr().out))
+    assert again == load_detr_config(recipe, ["--data.clip_len", "2"])
+    assert again.data.clip_len == 2.0 and again.data.max_v_len is None
+
+
+def test_synth_features_takes_the_synth_section_and_pins_n_and_seed(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = next(p for p in RECIPES if p.stem == "synthetic")
+    argv = ["detr", "synth-features", "--out", str(tmp_path), "--config", str(recipe), "--synth.n_videos", "3",
+            "--n", "7", "--noise", "0.3", "--clip_len", "1", "--synth.min_event", "2"]
+    assert main([*argv, "--print-config"]) == 0
+    synth = yaml.safe_load(capsys.readouterr().out)["synth"]
+    assert (synth["n_videos"], synth["seed"], synth["noise"], synth["clip_len"]) == (7, 0, 0.3, 1.0)
+    assert main(["data", "synth-features", "--out", str(tmp_path), "--n", "4", "--seed", "9", "--bogus", "1"]) == 2
+    assert "unknown option --bogus" in capsys.readouterr().err
+
+
+def test_config_errors_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = next(p for p in RECIPES if p.stem == "synthetic")
+    assert main(["detr", "rl", "--config", str(recipe), "--rl.p1", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("timegrpo detr: error: rl.p2 (4) must be >= rl.p1 (9)") and err.count("\n") == 1
 
 
 def test_relative_paths_without_root_give_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:

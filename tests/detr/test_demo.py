@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from timegrpo.cli import main
-from timegrpo.detr.config import load_config
-from timegrpo.detr.demo import run_demo
+from timegrpo.detr.config import load_detr_config
+from timegrpo.detr.demo import run_detr_demo
 
 SYNTH_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "detr" / "synthetic.yaml"
 HEADS = ("span_head.", "class_head.", "iou_head.")
@@ -34,8 +34,8 @@ def test_demo_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[st
 @pytest.mark.parametrize("seed", [0, 1])
 def test_demo_supervised_learns_and_rl_raises_r1_at_07(tmp_path: Path, seed: int) -> None:
     """The issue's claim on the synthetic recipe, for two seeds of data, initialisation and RL sampling."""
-    cfg = load_config(SYNTH_RECIPE, ["--seed", str(seed), "--synth.seed", str(seed)])
-    report = run_demo(tmp_path, cfg, control=False)
+    cfg = load_detr_config(SYNTH_RECIPE, ["--seed", str(seed), "--synth.seed", str(seed)])
+    report = run_detr_demo(tmp_path, cfg, control=False)
     sup, rl, floors = report["supervised"], report["rl"], report["floors"]
     # supervised learns, and it learns from the text: far above a constant window and above itself with shuffled text
     assert sup["R1@0.5"] > floors["constant_window"]["R1@0.5"] + 40

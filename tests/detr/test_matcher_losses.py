@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from timegrpo.detr.config import LossConfig
+from timegrpo.detr.config import DetrLossConfig
 from timegrpo.detr.losses import label_loss, saliency_ranking_loss, set_criterion
 from timegrpo.detr.matcher import cxw_to_xx, hungarian_match, pairwise_giou, pairwise_iou, xx_to_cxw
 from timegrpo.detr.model import DetrOutput
@@ -87,7 +87,7 @@ def test_set_criterion_sums_weighted_layers_and_backpropagates() -> None:
     ious = [torch.full((1, 2), 0.5, requires_grad=True) for _ in range(2)]
     out = DetrOutput(spans, logits, ious, None)
     gts, mask = torch.tensor([[[0.3, 0.4]]]), torch.tensor([[True]])
-    cfg = LossConfig()
+    cfg = DetrLossConfig()
     total, logs = set_criterion(out, gts, mask, torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool), cfg)
     # matched query 0: L1 = mean(0, 0.2) = 0.1; GIoU([0.2,0.4],[0.1,0.5]) = 0.5 -> 0.5; CE = ln 2 (weighted mean);
     # IoU head: |0.5 - 0.5| and |0.5 - 0| -> 0.25
@@ -98,5 +98,5 @@ def test_set_criterion_sums_weighted_layers_and_backpropagates() -> None:
     total.backward()
     assert spans[0].grad is not None and spans[0].grad[0, 0].abs().sum() > 0 and spans[0].grad[0, 1].abs().sum() == 0
     no_aux, _ = set_criterion(out, gts, mask, torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool),
-                              LossConfig(aux_loss=False))
+                              DetrLossConfig(aux_loss=False))
     assert no_aux.item() == pytest.approx(per_layer, rel=1e-5)

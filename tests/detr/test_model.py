@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from timegrpo.detr.config import ModelConfig
+from timegrpo.detr.config import DetrModelConfig
 from timegrpo.detr.model import GirlDetr, rank_windows, sine_embed
 
 
@@ -22,7 +22,7 @@ def _inputs(b: int, lv: int, dv: int, lt: int, dt: int, seed: int = 0):
 def test_real_sized_forward_backward_on_cpu() -> None:
     """75 clips x 2818-d video, 32 x 512-d text, batch 32, the spec's default model (hidden 256, 8 heads, FFN 1024)."""
     torch.manual_seed(0)
-    model = GirlDetr(ModelConfig(), video_dim=2818, text_dim=512)
+    model = GirlDetr(DetrModelConfig(), video_dim=2818, text_dim=512)
     video, vmask, text, tmask = _inputs(32, 75, 2818, 32, 512)
     vmask[1, 60:] = False
     tmask[2, 10:] = False
@@ -42,7 +42,7 @@ def test_real_sized_forward_backward_on_cpu() -> None:
 
 
 def test_head_parameters_are_about_027M_for_the_default_model() -> None:
-    model = GirlDetr(ModelConfig(), video_dim=2818, text_dim=512)
+    model = GirlDetr(DetrModelConfig(), video_dim=2818, text_dim=512)
     heads = set(model.head_parameter_names())
     n = sum(p.numel() for name, p in model.named_parameters() if name in heads)
     assert 0.25e6 < n < 0.29e6, n
@@ -52,7 +52,7 @@ def test_head_parameters_are_about_027M_for_the_default_model() -> None:
 def test_padding_does_not_change_predictions() -> None:
     """A query alone and the same query padded next to a longer video give the same outputs (eval mode)."""
     torch.manual_seed(1)
-    model = GirlDetr(ModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6).eval()
+    model = GirlDetr(DetrModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6).eval()
     video, vmask, text, tmask = _inputs(2, 12, 10, 5, 6, seed=2)
     vmask[0, 8:] = False
     tmask[0, 3:] = False
@@ -65,7 +65,7 @@ def test_padding_does_not_change_predictions() -> None:
 
 def test_text_changes_the_output() -> None:
     torch.manual_seed(2)
-    model = GirlDetr(ModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6).eval()
+    model = GirlDetr(DetrModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6).eval()
     video, vmask, text, tmask = _inputs(1, 12, 10, 5, 6)
     a = model(video, vmask, text, tmask)
     b = model(video, vmask, -text, tmask)
@@ -77,7 +77,7 @@ def test_text_changes_the_output() -> None:
 
 def test_predict_returns_ranked_windows_in_seconds() -> None:
     torch.manual_seed(3)
-    model = GirlDetr(ModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6)
+    model = GirlDetr(DetrModelConfig(hidden_dim=32, nheads=4, dim_feedforward=64), video_dim=10, text_dim=6)
     model.train()
     video, vmask, text, tmask = _inputs(2, 20, 10, 4, 6)
     vmask[1, 15:] = False

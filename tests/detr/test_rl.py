@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from timegrpo.detr.config import RLConfig, load_config
+from timegrpo.detr.config import DetrRLConfig, load_detr_config
 from timegrpo.detr.rl import (
     BASELINES,
     assert_isolated,
@@ -31,7 +31,7 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "detr"
                                                          ("qvhighlights.yaml", 20, 20, 0.05),
                                                          ("tacos.yaml", 10, 10, 0.02)])
 def test_recipes_carry_the_spec_schedule(recipe: str, p1: int, p2: int, rho: float) -> None:
-    rl = load_config(RECIPES / recipe).rl
+    rl = load_detr_config(RECIPES / recipe).rl
     assert (rl.p1, rl.p2, rl.rho) == (p1, p2, rho)
     assert rl_coefficients(p1 - 1, rl) == (0.0, 0.0)
     assert rl_coefficients(p2, rl)[0] == pytest.approx(rho)
@@ -39,7 +39,7 @@ def test_recipes_carry_the_spec_schedule(recipe: str, p1: int, p2: int, rho: flo
 
 
 def test_charades_schedule_with_cosine_decay() -> None:
-    cfg = RLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10, cosine_decay=True, decay_floor=0.2, epochs=42)
+    cfg = DetrRLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10, cosine_decay=True, decay_floor=0.2, epochs=42)
     assert rl_coefficients(9, cfg) == pytest.approx((0.015, 0.0))  # c_S half way: 2 of 4 epochs
     assert rl_coefficients(21, cfg) == pytest.approx((0.03, 0.03))  # both at rho
     # the decay runs from epoch 21 (first at full rho) to the last epoch 41

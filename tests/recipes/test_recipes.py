@@ -10,7 +10,7 @@ import pytest
 from timegrpo.config import load_recipe, save_config
 
 REPO = Path(__file__).resolve().parents[2]
-# recipes/detr/ holds GIRL-DETR configs with their own loader: only the top-level recipes are ours.
+# recipes/detr/ holds GIRL-DETR configs (timegrpo.detr.config.DetrConfig, same mechanism; tested in tests/detr).
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 
 

@@ -26,7 +26,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.eval_cli",
     "timegrpo.train",
     "timegrpo.cli.push",
-    "timegrpo.detr.cli",
+    "timegrpo.cli.detr",
     "timegrpo.cli.demo",
     "timegrpo.cli.bench",
 ]

@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = core.add_command(sub, "synth", SynthConfig, run_synth, help="write the synthetic mp4 grounding benchmark")
     p.add_argument("--out", required=True, help="output folder")
 
-    from timegrpo.detr.cli import add_synth_features_parser  # the clip-feature benchmark of GIRL-DETR
+    from timegrpo.cli.detr import add_synth_features_parser  # the clip-feature benchmark of GIRL-DETR
 
     add_synth_features_parser(sub)
 

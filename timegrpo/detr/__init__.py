@@ -3,7 +3,7 @@ on its detection heads (SPEC section 4). Runs on a laptop CPU.
 
 Modules (import the one you need; this package imports nothing heavy):
 
-* :mod:`~timegrpo.detr.config`   the dataclass tree of a recipe (``recipes/detr/*.yaml``) and its overrides
+* :mod:`~timegrpo.detr.config`   the dataclass tree of a recipe (``recipes/detr/*.yaml``), read by :mod:`timegrpo.config.core`
 * :mod:`~timegrpo.detr.features` lighthouse / Moment-DETR feature files -> checked, padded batches
 * :mod:`~timegrpo.detr.synth`    the synthetic clip-feature benchmark (planted, query-dependent events)
 * :mod:`~timegrpo.detr.model`    the model and its ``predict`` API (ranked windows in seconds)
@@ -11,5 +11,6 @@ Modules (import the one you need; this package imports nothing heavy):
 * :mod:`~timegrpo.detr.train`    supervised training with EMA, checkpoints, resume; prediction files
 * :mod:`~timegrpo.detr.rl`       the three-stage RL losses (pure functions) and the isolated RL stage
 * :mod:`~timegrpo.detr.demo`     synthesise -> supervised -> RL (-> continued-supervised control) -> report.json
-* :mod:`~timegrpo.detr.cli`      ``timegrpo detr train | rl | predict | demo | synth-features``
+
+The command line, ``timegrpo detr train | rl | predict | demo | synth-features``, is :mod:`timegrpo.cli.detr`.
 """

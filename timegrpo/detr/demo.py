@@ -1,6 +1,6 @@
 """The end-to-end GIRL-DETR demo and prediction files.
 
-:func:`run_demo` synthesises the feature benchmark, trains the supervised stage, runs the gradient-isolated
+:func:`run_detr_demo` synthesises the feature benchmark, trains the supervised stage, runs the gradient-isolated
 RL stage (and, as a control, the same number of epochs of the *supervised* losses on the same heads), and
 writes ``report.json``::
 
@@ -103,7 +103,7 @@ def _print_table(report: dict[str, Any], log: Log) -> None:
         log(f"{name:34s}  {m['R1@0.5']:6.2f}  {m['R1@0.7']:6.2f}  {m['mIoU']:6.2f}")
 
 
-def run_demo(out: Path, cfg: DetrConfig, log: Log = print, control: bool = True) -> dict[str, Any]:
+def run_detr_demo(out: Path, cfg: DetrConfig, log: Log = print, control: bool = True) -> dict[str, Any]:
     """Synthesise -> supervised -> RL (-> control) on ``cfg``; write and return ``out/report.json``."""
     t_start = time.time()
     out = out.expanduser().resolve()

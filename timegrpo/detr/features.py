@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import Dataset
 
 from timegrpo.data.schema import Sample
-from timegrpo.detr.config import DataConfig
+from timegrpo.detr.config import DetrDataConfig
 
 BAD_KINDS = ("missing_video_feature", "missing_text_feature", "length_mismatch", "window_beyond_features", "no_window")
 
@@ -160,7 +160,7 @@ class FeatureReport:
 class FeatureStore:
     """Reads (and caches up to ``cfg.cache_videos``) features for videos and queries of one dataset."""
 
-    def __init__(self, cfg: DataConfig, resolve: Callable[[str | None], Path | None]) -> None:
+    def __init__(self, cfg: DetrDataConfig, resolve: Callable[[str | None], Path | None]) -> None:
         if not cfg.video_feat_dirs:
             raise ValueError("data.video_feat_dirs is empty: list one directory per video feature type")
         if cfg.text_feat_dir is None:
@@ -345,7 +345,7 @@ def make_collate(clip_len: float) -> Callable[[list[dict[str, Any]]], Batch]:
     return collate
 
 
-def load_split(cfg: DataConfig, resolve: Callable[..., Path | None], split: str, *,
+def load_split(cfg: DetrDataConfig, resolve: Callable[..., Path | None], split: str, *,
                require_windows: bool) -> FeatureDataset:
     """Read ``cfg.<split>`` annotations with :func:`timegrpo.data.formats.load_annotations`, check them against
     the feature files, and return the dataset (its ``.report`` holds the counts)."""

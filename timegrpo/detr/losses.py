@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from timegrpo.detr.config import LossConfig
+from timegrpo.detr.config import DetrLossConfig
 from timegrpo.detr.matcher import best_gt_iou, cxw_to_xx, hungarian_match, paired_giou
 from timegrpo.detr.model import DetrOutput
 
@@ -80,7 +80,7 @@ def saliency_ranking_loss(scores: torch.Tensor, targets: torch.Tensor, mask: tor
 
 
 def layer_losses(spans: torch.Tensor, logits: torch.Tensor, pred_iou: torch.Tensor, gts: torch.Tensor,
-                 gt_mask: torch.Tensor, cfg: LossConfig) -> dict[str, torch.Tensor]:
+                 gt_mask: torch.Tensor, cfg: DetrLossConfig) -> dict[str, torch.Tensor]:
     """Matching + set losses of one decoder layer: ``{"span", "giou", "label", "iou"}`` (unweighted)."""
     matches = hungarian_match(logits.detach(), spans.detach(), gts, gt_mask, cost_span=cfg.cost_span,
                               cost_giou=cfg.cost_giou, cost_class=cfg.cost_class)
@@ -99,7 +99,7 @@ def layer_losses(spans: torch.Tensor, logits: torch.Tensor, pred_iou: torch.Tens
 
 
 def set_criterion(out: DetrOutput, gts: torch.Tensor, gt_mask: torch.Tensor, saliency: torch.Tensor,
-                  video_mask: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
+                  video_mask: torch.Tensor, cfg: DetrLossConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Total supervised loss and its logged parts.
 
     ``sum over layers (final, plus aux when cfg.aux_loss) of span_coef*L1 + giou_coef*(1-GIoU) +

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from timegrpo.detr.config import ModelConfig
+from timegrpo.detr.config import DetrModelConfig
 from timegrpo.detr.matcher import cxw_to_xx
 
 HEAD_MODULES = ("span_head", "class_head", "iou_head")
@@ -177,7 +177,7 @@ class DetrOutput:
 class GirlDetr(nn.Module):
     """The model; see the module docstring. ``video_dim``/``text_dim`` are the input feature widths."""
 
-    def __init__(self, cfg: ModelConfig, video_dim: int, text_dim: int) -> None:
+    def __init__(self, cfg: DetrModelConfig, video_dim: int, text_dim: int) -> None:
         super().__init__()
         d, h, ff, p = cfg.hidden_dim, cfg.nheads, cfg.dim_feedforward, cfg.dropout
         self.cfg, self.video_dim, self.text_dim = cfg, video_dim, text_dim

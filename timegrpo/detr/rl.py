@@ -33,14 +33,15 @@ from typing import Any
 
 import torch
 
-from timegrpo.detr.config import DetrConfig, RLConfig, config_to_dict
+from timegrpo.config.core import to_dict
+from timegrpo.detr.config import DetrConfig, DetrRLConfig
 from timegrpo.detr.features import Batch
 from timegrpo.detr.losses import iou_head_loss, set_criterion
 from timegrpo.detr.matcher import best_gt_iou, cxw_to_xx, paired_giou, pairwise_iou
 from timegrpo.detr.model import DetrOutput, GirlDetr
 from timegrpo.detr.train import (
     Log,
-    _log_json,
+    append_jsonl,
     batches,
     evaluate,
     load_checkpoint,
@@ -52,10 +53,10 @@ from timegrpo.detr.train import (
 from timegrpo.registry import Registry
 
 BASELINES: Registry[Callable[..., torch.Tensor]] = Registry("REINFORCE baseline")
-OBJECTIVES: Registry[Callable[..., tuple[torch.Tensor, dict[str, float]]]] = Registry("RL objective")
+DETR_RL_OBJECTIVES: Registry[Callable[..., tuple[torch.Tensor, dict[str, float]]]] = Registry("GIRL-DETR RL objective")
 
 
-def rl_coefficients(epoch: int, cfg: RLConfig, total_epochs: int | None = None) -> tuple[float, float]:
+def rl_coefficients(epoch: int, cfg: DetrRLConfig, total_epochs: int | None = None) -> tuple[float, float]:
     """``(c_S, c_R)`` for 0-based ``epoch``.
 
     ``c_S = rho * min(1, (e - p1 + 1) / (p2 - p1))`` from ``p1`` (``rho`` at once when ``p1 == p2``);
@@ -63,10 +64,10 @@ def rl_coefficients(epoch: int, cfg: RLConfig, total_epochs: int | None = None) 
     ``c_R`` ramp ends both follow ``floor + (rho - floor) * (1 + cos(pi * t)) / 2`` with ``t`` going 0 -> 1
     over the remaining epochs up to ``total_epochs`` (default ``cfg.epochs``) and ``floor = rho * decay_floor``.
 
-    >>> cfg = RLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10)
+    >>> cfg = DetrRLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10)
     >>> [tuple(round(c, 4) for c in rl_coefficients(e, cfg)) for e in (0, 7, 8, 11, 12, 16, 21, 30)]
     [(0.0, 0.0), (0.0, 0.0), (0.0075, 0.0), (0.03, 0.0), (0.03, 0.003), (0.03, 0.015), (0.03, 0.03), (0.03, 0.03)]
-    >>> cfg = RLConfig(p1=2, p2=2, rho=0.05, reinforce_ramp=2, cosine_decay=True, decay_floor=0.2)
+    >>> cfg = DetrRLConfig(p1=2, p2=2, rho=0.05, reinforce_ramp=2, cosine_decay=True, decay_floor=0.2)
     >>> [tuple(round(c, 4) for c in rl_coefficients(e, cfg, total_epochs=7)) for e in (2, 3, 4, 6)]
     [(0.05, 0.025), (0.05, 0.05), (0.04, 0.04), (0.01, 0.01)]
     """
@@ -201,7 +202,7 @@ def reinforce_loss(scores: torch.Tensor, actions: torch.Tensor, advantages: torc
     return -(advantages.detach() * logp).mean()
 
 
-@OBJECTIVES.register("girl")
+@DETR_RL_OBJECTIVES.register("girl")
 def girl_objective(out: DetrOutput, batch: Batch, epoch: int, cfg: DetrConfig,
                    generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
     """The three-stage GIRL-DETR loss of one batch (final decoder layer)."""
@@ -231,7 +232,7 @@ def girl_objective(out: DetrOutput, batch: Batch, epoch: int, cfg: DetrConfig,
     return loss, logs
 
 
-@OBJECTIVES.register("supervised")
+@DETR_RL_OBJECTIVES.register("supervised")
 def supervised_objective(out: DetrOutput, batch: Batch, epoch: int, cfg: DetrConfig,
                          generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
     """Control: the supervised set losses (matching, L1, GIoU, CE, IoU head) on the heads alone."""
@@ -273,7 +274,7 @@ class RLResult:
 
 def _rl_epoch(model: GirlDetr, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], data: Any,
               cfg: DetrConfig, device: torch.device, epoch: int, gen: torch.Generator) -> dict[str, float]:
-    objective = OBJECTIVES.get(cfg.rl.objective)
+    objective = DETR_RL_OBJECTIVES.get(cfg.rl.objective)
     sums: dict[str, float] = {}
     n = 0
     for batch in batches(data, cfg.rl.batch_size, shuffle=True, seed=cfg.seed + 1, epoch=epoch):
@@ -317,11 +318,11 @@ def run_rl(cfg: DetrConfig, log: Log = print, *, out_name: str = "rl") -> RLResu
         if "val" in data and (last or (cfg.rl.eval_every and (epoch + 1) % cfg.rl.eval_every == 0)):
             rec["val"] = evaluate(model, data["val"], device)
         history.append(rec)
-        _log_json(out / "log.jsonl", rec)
+        append_jsonl(out / "log.jsonl", rec)
         log(json.dumps(rec))
     changed = changed_parameters(before, model)
     assert_isolated(changed, trainable)
     path = out / "final.ckpt"
-    save_checkpoint(path, model=model.state_dict(), config=config_to_dict(cfg) | {"model": ck["config"]["model"]},
+    save_checkpoint(path, model=model.state_dict(), config=to_dict(cfg) | {"model": ck["config"]["model"]},
                     video_dim=ck["video_dim"], text_dim=ck["text_dim"], changed_parameters=changed, init=init)
     return RLResult(str(path), changed, n_params, history)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from timegrpo.detr.config import CONCEPTS, SynthConfig
+from timegrpo.detr.config import CONCEPTS, FeatureSynthConfig
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -73,7 +73,7 @@ def clip_overlap(windows: list[tuple[float, float]], n_clips: int, clip_len: flo
     return out
 
 
-def _video(rng: np.random.Generator, cfg: SynthConfig, dirs: list[np.ndarray], concepts: np.ndarray,
+def _video(rng: np.random.Generator, cfg: FeatureSynthConfig, dirs: list[np.ndarray], concepts: np.ndarray,
            windows: list[tuple[float, float]], n_clips: int) -> list[np.ndarray]:
     cover = clip_overlap(windows, n_clips, cfg.clip_len)  # (E, L)
     feats = []
@@ -85,7 +85,7 @@ def _video(rng: np.random.Generator, cfg: SynthConfig, dirs: list[np.ndarray], c
     return feats
 
 
-def _query(rng: np.random.Generator, cfg: SynthConfig, text_dirs: np.ndarray, vocab: np.ndarray,
+def _query(rng: np.random.Generator, cfg: FeatureSynthConfig, text_dirs: np.ndarray, vocab: np.ndarray,
            concept: int) -> np.ndarray:
     n = int(rng.integers(cfg.min_tokens, cfg.max_tokens + 1))
     tokens = vocab[rng.integers(0, len(vocab), size=n)].copy()
@@ -94,7 +94,7 @@ def _query(rng: np.random.Generator, cfg: SynthConfig, text_dirs: np.ndarray, vo
     return tokens.astype(np.float32)
 
 
-def _events(rng: np.random.Generator, cfg: SynthConfig, duration: float,
+def _events(rng: np.random.Generator, cfg: FeatureSynthConfig, duration: float,
             ) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """Concepts (distinct, except that with ``repeat_prob`` the first one occurs a second time) and their windows."""
     n = int(rng.integers(cfg.events_per_video[0], cfg.events_per_video[1] + 1))
@@ -110,7 +110,7 @@ def _saliency(rng: np.random.Generator, cover: np.ndarray) -> tuple[list[int], l
     return ids, scores
 
 
-def synthesize(out: str | Path, cfg: SynthConfig) -> dict[str, Any]:
+def synthesize(out: str | Path, cfg: FeatureSynthConfig) -> dict[str, Any]:
     """Write the benchmark under ``out``; return a summary (queries per split, feature dims, paths)."""
     out = Path(out)
     rng = np.random.default_rng(cfg.seed)

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from timegrpo.detr.config import DetrConfig, ModelConfig, config_to_dict
+from timegrpo.config.core import to_dict
+from timegrpo.detr.config import DetrConfig, DetrModelConfig
 from timegrpo.detr.features import FeatureDataset, load_split, make_collate
 from timegrpo.detr.losses import set_criterion
 from timegrpo.detr.model import GirlDetr, rank_windows
@@ -81,7 +82,7 @@ def load_data(cfg: DetrConfig, splits: tuple[str, ...], log: Log) -> dict[str, F
     return out
 
 
-def build_model(model_cfg: ModelConfig, video_dim: int, text_dim: int, seed: int) -> GirlDetr:
+def build_model(model_cfg: DetrModelConfig, video_dim: int, text_dim: int, seed: int) -> GirlDetr:
     torch.manual_seed(seed)
     return GirlDetr(model_cfg, video_dim, text_dim)
 
@@ -102,7 +103,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> GirlDetr:
     """Rebuild the model a checkpoint was saved from (its own model config and input widths) and load it."""
-    model_cfg = ModelConfig(**ckpt["config"]["model"])
+    model_cfg = DetrModelConfig(**ckpt["config"]["model"])
     model = GirlDetr(model_cfg, ckpt["video_dim"], ckpt["text_dim"])
     model.load_state_dict(ckpt["model"])
     return model
@@ -160,7 +161,7 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
             f.write(json.dumps(r) + "\n")
 
 
-def _log_json(path: Path, rec: dict[str, Any]) -> None:
+def append_jsonl(path: Path, rec: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(rec) + "\n")
@@ -200,7 +201,7 @@ def train_supervised(cfg: DetrConfig, log: Log = print) -> dict[str, Any]:
     step = cfg.train.lr_drop if cfg.train.lr_drop else 10**9
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step, gamma=0.1)
     start, best = 0, {"score": -1.0, "epoch": -1, "metrics": {}}
-    meta = {"config": config_to_dict(cfg), "video_dim": train.video_dim, "text_dim": train.text_dim}
+    meta = {"config": to_dict(cfg), "video_dim": train.video_dim, "text_dim": train.text_dim}
     if cfg.train.resume and (out / "last.ckpt").is_file():
         ck = load_checkpoint(out / "last.ckpt")
         model.load_state_dict(ck["model"])
@@ -225,6 +226,6 @@ def train_supervised(cfg: DetrConfig, log: Log = print) -> dict[str, Any]:
             save_checkpoint(out / "best.ckpt", model=ema.module.state_dict(), epoch=epoch, **meta)
         save_checkpoint(out / "last.ckpt", model=model.state_dict(), ema=ema.module.state_dict(),
                         optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch, best=best, **meta)
-        _log_json(out / "log.jsonl", rec)
+        append_jsonl(out / "log.jsonl", rec)
         log(json.dumps(rec))
     return {"best": str(out / "best.ckpt"), "best_epoch": best["epoch"], "metrics": best["metrics"]}
