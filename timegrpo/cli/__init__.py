@@ -19,8 +19,8 @@ from timegrpo import __version__
 COMMAND_MODULES: list[str] = [
     "timegrpo.models.cli",
     "timegrpo.data.cli",
-    "timegrpo.score",
-    "timegrpo.eval_cli",
+    "timegrpo.cli.score",
+    "timegrpo.cli.eval",
     "timegrpo.train",
     "timegrpo.push_cli",
     "timegrpo.detr.cli",
