@@ -110,7 +110,7 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
     """Run every stage (see the module docstring); returns the report also written to ``OUT/report.json``."""
     import torch
 
-    from timegrpo.config import load_config
+    from timegrpo.config import load_recipe
     from timegrpo.data.synthetic import QUERIES, SynthConfig, generate, load_split, recommended_sampling
     from timegrpo.evaluate.engine import evaluate_samples
     from timegrpo.inputs import video_source
@@ -136,7 +136,7 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
     videos = video_source(recommended_sampling(), cache_dir=str(out / "frames"))
     lap("synthesise", t0)
 
-    cfg = load_config(dc.recipe, ["--train.output_dir", str(out / "grpo"), "--train.seed", str(dc.seed),
+    cfg = load_recipe(dc.recipe, ["--train.output_dir", str(out / "grpo"), "--train.seed", str(dc.seed),
                                   "--train.max_steps", str(dc.rl_steps)])
     template = cfg.data.prompt_template
     corpus = [q for qs in QUERIES.values() for q in qs] + [DEMO_TARGET]

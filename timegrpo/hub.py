@@ -246,10 +246,10 @@ def resolve_base_model(name_or_path: str, depth: int = 3) -> str | None:
             return base
     recipe = find_recipe(path)
     if recipe is not None:
-        from timegrpo.config import ConfigError, load_config
+        from timegrpo.config import ConfigError, load_recipe
 
         try:
-            parent = load_config(recipe, []).model.model_name_or_path
+            parent = load_recipe(recipe, []).model.model_name_or_path
         except ConfigError:
             return None
         if Path(parent).resolve() != path.resolve():
@@ -354,7 +354,7 @@ def _log_summary(metrics_jsonl: Path) -> tuple[int, dict[str, Any] | None]:
 class RunInfo:
     """The training run behind a checkpoint: its config, recipe text, launch command and log."""
 
-    cfg: Any  # timegrpo.config.TrainConfig
+    cfg: Any  # timegrpo.config.RecipeConfig
     recipe_text: str
     recipe_path: Path
     command: str | None
@@ -377,7 +377,7 @@ class RunInfo:
 
 def read_run(checkpoint: Path, config: str | Path | None = None) -> RunInfo:
     """The :class:`RunInfo` of ``checkpoint`` from ``config`` (or the ``config.yaml`` :func:`find_recipe` finds)."""
-    from timegrpo.config import ConfigError, load_config
+    from timegrpo.config import ConfigError, load_recipe
 
     path = Path(config) if config is not None else find_recipe(checkpoint)
     if path is None:
@@ -386,7 +386,7 @@ def read_run(checkpoint: Path, config: str | Path | None = None) -> RunInfo:
     if not path.is_file():
         raise PushError(f"--config {path} does not exist")
     try:
-        cfg = load_config(path, [])
+        cfg = load_recipe(path, [])
     except ConfigError as err:
         raise PushError(f"{path} is not a timegrpo recipe: {err}") from None
     text = path.read_text(encoding="utf-8")

@@ -59,7 +59,7 @@ def load_model(cfg: Any) -> tuple[Any, Any]:
 
 
 def build_trainer(cfg: Any) -> Any:
-    """A :class:`timegrpo.trainer.GRPOTrainer` for a loaded :class:`timegrpo.config.TrainConfig`.
+    """A :class:`timegrpo.trainer.GRPOTrainer` for a loaded :class:`timegrpo.config.RecipeConfig`.
 
     The Accelerator exists before the model is loaded (ZeRO-3's ``zero3_init_flag`` needs that).
     """
@@ -104,9 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _resolve(args: argparse.Namespace, section: str) -> Any:
     """The recipe with the command line's overrides (bare keys go to ``section``); None after --print-config."""
-    from timegrpo.config import load_config, to_yaml
+    from timegrpo.config import load_recipe, to_yaml
 
-    cfg = load_config(args.config, list(args.overrides), prefer_section=section)
+    cfg = load_recipe(args.config, list(args.overrides), prefer_section=section)
     if args.print_config:
         print(to_yaml(cfg))
         return None

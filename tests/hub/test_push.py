@@ -18,7 +18,7 @@ import pytest
 from huggingface_hub import metadata_load
 
 from timegrpo.cli import main
-from timegrpo.config import load_config, save_config, to_dict
+from timegrpo.config import load_recipe, save_config, to_dict
 from timegrpo.hub import PushError, push_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ckpt / "state" / "optimizer.bin").write_bytes(b"\0" * 64)
     (ckpt / "state" / "random_states_0.pkl").write_bytes(b"\0" * 8)
     (ckpt / "rng_state.pth").write_bytes(b"\0" * 8)
-    cfg = load_config(RECIPE, [*OVERRIDES, "--train.output_dir", str(out)])
+    cfg = load_recipe(RECIPE, [*OVERRIDES, "--train.output_dir", str(out)])
     launch = RECIPE.read_text().splitlines()[0]
     save_config(cfg, out / "config.yaml", header=launch.lstrip("# "))
     (out / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": 0.5 + s / 10, "iou": s / 10}) + "\n"
@@ -96,7 +96,7 @@ def test_dry_run_writes_a_loadable_folder_without_training_state(run_dir, tmp_pa
     assert "<|video_pad|>" in proc.apply_chat_template(chat, add_generation_prompt=True)
     # the recipe is the run's config, verbatim, and loads back to the same config
     assert (out / "recipe.yaml").read_text() == (run_dir / "out" / "config.yaml").read_text()
-    assert to_dict(load_config(out / "recipe.yaml")) == to_dict(load_config(run_dir / "out" / "config.yaml"))
+    assert to_dict(load_recipe(out / "recipe.yaml")) == to_dict(load_recipe(run_dir / "out" / "config.yaml"))
 
 
 def test_card_front_matter_and_model_index(run_dir, tmp_path):
@@ -284,7 +284,7 @@ def test_sft_warm_start_card_and_base_model_through_local_folders(run_dir, tmp_p
     ckpt = run_dir / "out" / "checkpoint-3"
     sft = tmp_path / "sft"
     shutil.copytree(ckpt, sft / "final", ignore=shutil.ignore_patterns("state", "rng_state.pth"))
-    cfg = load_config(RECIPE, [*OVERRIDES, "--sft.max_steps", "40", "--sft.learning_rate", "2e-5"])
+    cfg = load_recipe(RECIPE, [*OVERRIDES, "--sft.max_steps", "40", "--sft.learning_rate", "2e-5"])
     save_config(cfg, sft / "config.yaml", header=f"timegrpo sft --config {RECIPE.name}")
     result = push_checkpoint(sft / "final", "me/sft", dry_run=True, out=tmp_path / "a", check="none")
     meta, body = metadata_load(result.folder / "README.md"), (result.folder / "README.md").read_text()
@@ -297,14 +297,14 @@ def test_sft_warm_start_card_and_base_model_through_local_folders(run_dir, tmp_p
 
     grpo = tmp_path / "grpo"
     shutil.copytree(ckpt, grpo / "checkpoint-9", ignore=shutil.ignore_patterns("state"))
-    save_config(load_config(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(sft / "final")]),
+    save_config(load_recipe(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(sft / "final")]),
                 grpo / "config.yaml")
     meta = metadata_load(push_checkpoint(grpo / "checkpoint-9", "me/g", dry_run=True, out=tmp_path / "b",
                                          check="none").folder / "README.md")
     assert meta["base_model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and meta["license"] == "apache-2.0"
 
     # a local model whose README names its base (the first upload folder, holding a copy of the SFT card)
-    save_config(load_config(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(tmp_path / "a")]),
+    save_config(load_recipe(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(tmp_path / "a")]),
                 grpo / "config.yaml")
     meta = metadata_load(push_checkpoint(grpo / "checkpoint-9", "me/g", dry_run=True, out=tmp_path / "b2",
                                          check="none").folder / "README.md")
@@ -312,7 +312,7 @@ def test_sft_warm_start_card_and_base_model_through_local_folders(run_dir, tmp_p
 
     bare = tmp_path / "bare" / "model"
     shutil.copytree(ckpt, bare, ignore=shutil.ignore_patterns("state"))
-    save_config(load_config(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(bare)]), grpo / "config.yaml")
+    save_config(load_recipe(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(bare)]), grpo / "config.yaml")
     result = push_checkpoint(grpo / "checkpoint-9", "me/g", dry_run=True, out=tmp_path / "c", check="none")
     meta = metadata_load(result.folder / "README.md")
     assert "base_model" not in meta and meta["license"] == "other" and meta["license_name"] == "same-as-base-model"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from timegrpo.config import load_config
+from timegrpo.config import load_recipe
 from timegrpo.data.synthetic import load_split, recommended_sampling
 from timegrpo.inputs import video_source
 from timegrpo.models.loading import prepare_policy
@@ -31,7 +31,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
 def main() -> None:
     data, out, accum, *extra = sys.argv[1:]
     torch.set_num_threads(1)
-    cfg = load_config(RECIPE, ["--train.gradient_accumulation_steps", accum, "--train.output_dir", out, *extra])
+    cfg = load_recipe(RECIPE, ["--train.gradient_accumulation_steps", accum, "--train.output_dir", out, *extra])
     model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
     model = prepare_policy(model)
     trainer = GRPOTrainer(cfg, model, processor, load_split(data, "train"), video_source(recommended_sampling()))
