@@ -198,7 +198,9 @@ def test_data_parallel_ranks_merge_in_order(synth_dir, tmp_path, tiny_model, fak
     annotation order, byte for byte what a single process writes."""
     ann = synth_dir / "test.jsonl"
     asked = fake_answers(lambda q: f"<answer>{int(q[-1])} to {int(q[-1]) + 3}</answer>")
-    cfg = config_from_args(build_parser().parse_args(synth_args(ann, tmp_path / "dp", "--limit", "7")))
+    args, overrides = build_parser().parse_known_args(synth_args(ann, tmp_path / "dp", "--limit", "7"))
+    args.overrides = overrides
+    cfg = config_from_args(args)
     barrier = threading.Barrier(2, timeout=120)
     results: dict[int, object] = {}
 

@@ -154,14 +154,15 @@ def test_video_options_are_the_recipe_data_fields():
 def test_eval_config_checks_and_registries():
     from timegrpo.config import ConfigError
     from timegrpo.evaluate.backends import BACKENDS
-    from timegrpo.evaluate.config import EvalConfig, ScoreConfig
+    from timegrpo.evaluate.config import EvalConfig, ScoreConfig, require
 
     base = {"model": "m", "annotations": "a.json", "out": "o"}
     assert BACKENDS.names() == ["hf", "vllm"] and EvalConfig(**base).video.fps == 2.0
     with pytest.raises(ConfigError, match="backend: 'tgi' is not one of hf, vllm"):
         EvalConfig(**base, backend="tgi")
-    with pytest.raises(ConfigError, match="out: required"):
-        EvalConfig(model="m", annotations="a.json")
+    require(EvalConfig(**base), "model", "annotations", "out")
+    with pytest.raises(ConfigError, match=r"missing: --model --out \(give them as a flag or in --config\)"):
+        require(EvalConfig(annotations="a.json"), "model", "annotations", "out")
     with pytest.raises(ConfigError, match="batch_size: must be >= 1, got 0"):
         EvalConfig(**base, batch_size=0)
     with pytest.raises(ConfigError, match="benchmark: 'mr' is not one of auto, grounding, nextgqa, qvhighlights"):
@@ -169,7 +170,12 @@ def test_eval_config_checks_and_registries():
 
 
 def test_benchmarks_registry_detects_and_reads():
-    from timegrpo.evaluate.benchmarks import BENCHMARKS, detect_benchmark, read_windows, read_windows_and_answer
+    from timegrpo.evaluate.benchmarks import (
+        BENCHMARKS,
+        detect_benchmark,
+        read_windows,
+        read_windows_and_answer,
+    )
 
     qvh = Sample("q", "v", None, 150.0, "q", [(0.0, 4.0)], meta={"saliency_scores": [], "relevant_clip_ids": []})
     assert [detect_benchmark([qvh], f) for f in ("moment_detr", "nextgqa", "rextime", "activitynet")] == [

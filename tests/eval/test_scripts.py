@@ -16,8 +16,13 @@ from timegrpo.evaluate.config import EvalConfig
 
 
 def eval_config(argv: list[str]) -> EvalConfig:
-    """The EvalConfig that ``timegrpo eval`` builds from ``argv`` (the words after ``timegrpo``)."""
-    return config_from_args(build_parser().parse_args(argv))
+    """The EvalConfig that ``timegrpo eval`` builds from ``argv`` (the words after ``timegrpo``), as
+    :func:`timegrpo.cli.main` parses them."""
+    args, overrides = build_parser().parse_known_args(argv)
+    args.overrides = overrides
+    cfg = config_from_args(args)
+    assert cfg is not None
+    return cfg
 
 EVAL = Path(__file__).resolve().parents[2] / "eval"
 SCRIPTS = {"charades_sta.sh": "charades_sta", "activitynet.sh": "activitynet", "tvgbench.sh": "tvgbench",
@@ -29,10 +34,22 @@ def run(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env})
 
 
-def test_every_script_is_listed_in_the_readme():
+def test_every_script_is_listed_in_the_readme_and_has_its_config():
     readme = (EVAL / "README.md").read_text()
     assert sorted(p.name for p in EVAL.glob("*.sh") if not p.name.startswith("_")) == sorted(SCRIPTS)
+    assert sorted(p.name for p in EVAL.glob("*.yaml")) == sorted(s.replace(".sh", ".yaml") for s in SCRIPTS)
     assert all(f"`{name}`" in readme for name in SCRIPTS)
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_config_file_alone_is_the_script(script):
+    """``timegrpo eval --config eval/X.yaml`` plus the four paths is exactly the run the script launches."""
+    paths = ["--model", "m", "--annotations", "a", "--videos", "v", "--out", "o"]
+    res = run(script, "m", "a", "v", "o", DRY_RUN="1")
+    from_script = eval_config(shlex.split(res.stdout)[1:])
+    from_yaml = eval_config(["eval", "--config", str(EVAL / script.replace(".sh", ".yaml")), *paths])
+    assert from_yaml == from_script
+    assert from_yaml != eval_config(["eval", *paths])  # the file does set the protocol
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

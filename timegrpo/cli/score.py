@@ -1,7 +1,7 @@
 """``timegrpo score``: metrics of a predictions jsonl against an annotation file of any supported format.
 
-The options are the fields of :class:`timegrpo.evaluate.config.ScoreConfig`; the metrics are
-:func:`timegrpo.evaluate.score.score_file`'s (see :mod:`timegrpo.evaluate.score` for what is reported).
+The options are the fields of :class:`timegrpo.evaluate.config.ScoreConfig` (``--config FILE`` and ``--key value``
+flags); the metrics are :func:`timegrpo.evaluate.score.score_file`'s (see :mod:`timegrpo.evaluate.score`).
 """
 
 from __future__ import annotations
@@ -10,15 +10,22 @@ import argparse
 import json
 import sys
 
-from timegrpo.cli._dataclass_args import add_fields, from_namespace
+from timegrpo.config.core import add_command, from_args
 from timegrpo.evaluate.config import ScoreConfig
 
 
 def run(args: argparse.Namespace) -> int:
+    from timegrpo.config import ConfigError
     from timegrpo.evaluate.score import score_file
 
-    cfg = from_namespace(ScoreConfig, args)
-    result, table = score_file(cfg)
+    try:
+        cfg = from_args(ScoreConfig, args)
+        if cfg is None:
+            return 0
+        result, table = score_file(cfg)
+    except ConfigError as err:
+        sys.stderr.write(f"timegrpo score: error: {err}\n")
+        return 2
     sys.stdout.write((json.dumps(result.flat(), indent=2) if cfg.json else table) + "\n")
     notes = result.notes()
     if notes:
@@ -29,10 +36,8 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     from timegrpo.evaluate.benchmarks import BENCHMARKS
 
-    benchmarks = "; ".join(f"{name}: {BENCHMARKS.get(name).notes}" for name in BENCHMARKS.names())
-    p = subparsers.add_parser(
-        "score", help="metrics of a predictions jsonl against annotations",
-        description="Metrics of a predictions jsonl against an annotation file of any supported format (R1@m, "
-        f"mIoU, and each benchmark's own). Benchmarks: {benchmarks}".replace("%", "%%"))
-    add_fields(p, ScoreConfig)
-    p.set_defaults(func=run)
+    benchmarks = "\n".join(f"  {name}: {BENCHMARKS.get(name).notes}" for name in BENCHMARKS.names())
+    add_command(
+        subparsers, "score", ScoreConfig, run, help="metrics of a predictions jsonl against annotations",
+        description="Metrics of a predictions jsonl against an annotation file of any supported format: R1@m and "
+        f"mIoU, and each benchmark's own (--benchmark, default auto: from the annotations):\n{benchmarks}")

@@ -1,9 +1,12 @@
 """The options of ``timegrpo eval`` (:class:`EvalConfig`) and ``timegrpo score`` (:class:`ScoreConfig`).
 
-Trees of dataclasses, every field with a type, a default and a help string, validated in ``__post_init__``
-(errors are :class:`timegrpo.config.ConfigError` naming the field). The ``video`` section of an eval is made of
-the recipe's own video-sampling fields (:data:`VIDEO_FIELDS` of :class:`timegrpo.config.DataConfig`: same names,
-types, defaults, help and checks; a test holds the two together), so an evaluation samples frames exactly as training does unless told otherwise.
+Trees of dataclasses on the one config mechanism (:mod:`timegrpo.config.core`): every field has a type, a
+default and a help string, and is validated in ``__post_init__`` (a :class:`~timegrpo.config.ConfigError`
+naming the field); a YAML file (``--config``, e.g. ``eval/charades_sta.yaml``) gives values and ``--key value``
+flags override them (``--fps 1``, ``--video.fps 1``). The ``video`` section of an eval is made of the recipe's
+own video-sampling fields (:data:`VIDEO_FIELDS` of :class:`timegrpo.config.DataConfig`: same names, types,
+defaults, help and checks; a test holds the two together), so an evaluation samples frames exactly as training
+does unless told otherwise. The input paths have no default; a run checks them (:func:`require`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timegrpo.config import ConfigError, DataConfig
+from timegrpo.config.core import check, check_choice, opt, section
 
 #: The DataConfig fields that set video sampling (:meth:`DataConfig.video_sampling_kwargs`).
 VIDEO_FIELDS = ("fps", "nframes", "min_frames", "max_frames", "min_pixels", "max_pixels", "total_pixels",
@@ -25,17 +29,17 @@ class EvalError(RuntimeError):
     """A problem with an eval run's inputs or output folder; the message says what to do."""
 
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def require(cfg: Any, *names: str) -> None:
+    """Raise :class:`ConfigError` naming every field of ``names`` that ``cfg`` leaves empty.
 
-
-def _section(cls: type, help: str) -> Any:
-    return field(default_factory=cls, metadata={"help": help})
-
-
-def _check(ok: bool, where: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{where}: {message}")
+    >>> require(ScoreConfig(predictions="p.jsonl"), "predictions", "annotations")
+    Traceback (most recent call last):
+    ...
+    timegrpo.config.core.ConfigError: missing: --annotations (give it as a flag or in --config)
+    """
+    missing = [f"--{n}" for n in names if not getattr(cfg, n)]
+    check(not missing, "missing", f"{' '.join(missing)} (give {'it' if len(missing) == 1 else 'them'} as a flag or "
+          "in --config)")
 
 
 def _data_field(name: str) -> Any:
@@ -77,21 +81,21 @@ class VideoOptions:
 class SamplingOptions:
     """Section ``sampling``: decoding, greedy unless ``do_sample``; the checkpoint's generation_config is ignored."""
 
-    max_new_tokens: int = _opt(1024, "Completion token limit (Time-R1 eval: 1024).")
-    do_sample: bool = _opt(False, "Sample instead of greedy decoding.")
-    temperature: float = _opt(1.0, "Sampling temperature (with do_sample).")
-    top_p: float = _opt(1.0, "Nucleus sampling mass (with do_sample; 1 = off).")
-    top_k: int = _opt(0, "Top-k sampling (with do_sample; 0 = off).")
-    repetition_penalty: float = _opt(1.0, "Repetition penalty (1 = off).")
-    seed: int = _opt(0, "Sampling seed (rank r uses seed + r).")
+    max_new_tokens: int = opt(1024, "Completion token limit (Time-R1 eval: 1024).")
+    do_sample: bool = opt(False, "Sample instead of greedy decoding.")
+    temperature: float = opt(1.0, "Sampling temperature (with do_sample).")
+    top_p: float = opt(1.0, "Nucleus sampling mass (with do_sample; 1 = off).")
+    top_k: int = opt(0, "Top-k sampling (with do_sample; 0 = off).")
+    repetition_penalty: float = opt(1.0, "Repetition penalty (1 = off).")
+    seed: int = opt(0, "Sampling seed (rank r uses seed + r).")
 
     def __post_init__(self) -> None:
-        _check(self.max_new_tokens >= 1, "sampling.max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
-        _check(not self.do_sample or self.temperature > 0, "sampling.temperature",
-               f"sampling needs temperature > 0, got {self.temperature}; greedy is do_sample off")
-        _check(0 < self.top_p <= 1 and self.top_k >= 0 and self.repetition_penalty > 0, "sampling",
-               f"need 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0; got {self.top_p}, {self.top_k}, "
-               f"{self.repetition_penalty}")
+        check(self.max_new_tokens >= 1, "sampling.max_new_tokens", f"must be >= 1, got {self.max_new_tokens}")
+        check(not self.do_sample or self.temperature > 0, "sampling.temperature",
+              f"sampling needs temperature > 0, got {self.temperature}; greedy is do_sample off")
+        check(0 < self.top_p <= 1 and self.top_k >= 0 and self.repetition_penalty > 0, "sampling",
+              f"need 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0; got {self.top_p}, {self.top_k}, "
+              f"{self.repetition_penalty}")
 
     def params(self) -> Any:
         """The :class:`timegrpo.rollout.SamplingParams` of one completion per prompt, every value explicit.
@@ -111,79 +115,75 @@ class SamplingOptions:
 class VllmOptions:
     """Section ``vllm``: the vLLM back-end's engine settings."""
 
-    tensor_parallel_size: int = _opt(1, "vLLM: GPUs per model.")
-    gpu_memory_utilization: float = _opt(0.9, "vLLM: share of GPU memory.")
-    max_model_len: int | None = _opt(
+    tensor_parallel_size: int = opt(1, "vLLM: GPUs per model.")
+    gpu_memory_utilization: float = opt(0.9, "vLLM: share of GPU memory.")
+    max_model_len: int | None = opt(
         None, "vLLM: context length (default: video token budget + 4096 + max_new_tokens, as Time-R1).")
 
     def __post_init__(self) -> None:
-        _check(self.tensor_parallel_size >= 1, "vllm.tensor_parallel_size", f"must be >= 1, got "
-               f"{self.tensor_parallel_size}")
-        _check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization",
-               f"must be in (0, 1], got {self.gpu_memory_utilization}")
+        check(self.tensor_parallel_size >= 1, "vllm.tensor_parallel_size",
+              f"must be >= 1, got {self.tensor_parallel_size}")
+        check(0 < self.gpu_memory_utilization <= 1, "vllm.gpu_memory_utilization",
+              f"must be in (0, 1], got {self.gpu_memory_utilization}")
 
 
 @dataclass
 class EvalConfig:
     """``timegrpo eval``: predict every sample of an annotation file, then metrics and plots."""
 
-    model: str | None = _opt(None, "Model folder or Hub id (required).")
-    annotations: str | None = _opt(None, "Annotation file in any supported format (required).")
-    out: str | None = _opt(None, "Output folder (required; a rerun resumes in it).")
-    format: str | None = _opt(None, "Annotation format name (default: detected from the file).")
-    videos: str | None = _opt(None, "Folder of the videos (default: the paths written in the annotation file).")
-    durations: str | None = _opt(None, "Durations file for formats without them (Charades-STA csv).")
-    template: str = _opt("think", "Prompt template name: think, no_think or a registered one.")
-    query_as_is: bool = _opt(
+    model: str | None = opt(None, "Model folder or Hub id (required to run).")
+    annotations: str | None = opt(None, "Annotation file in any supported format (required to run).")
+    out: str | None = opt(None, "Output folder (required to run; a rerun resumes in it).")
+    format: str | None = opt(None, "Annotation format name (default: detected from the file).")
+    videos: str | None = opt(None, "Folder of the videos (default: the paths written in the annotation file).")
+    durations: str | None = opt(None, "Durations file for formats without them (Charades-STA csv).")
+    template: str = opt("think", "Prompt template name: think, no_think or a registered one.")
+    query_as_is: bool = opt(
         False, "Keep the query's case and final period (Time-R1's eval prompt; training lowercases).")
-    strict_parse: bool = _opt(False, "Parse answers exactly as Time-R1's code does.")
-    batch_size: int = _opt(8, "Prompts per generate call (per GPU).")
-    on_bad: str = _opt("error", "Bad annotation records and unreadable videos: stop (error), leave out and count "
-                       "(skip), or clamp windows into [0, duration] and leave out the rest, counted (clip).")
-    limit: int | None = _opt(None, "Evaluate only the first N samples.")
-    overwrite: bool = _opt(False, "Discard existing predictions in out.")
-    backend: str = _opt("hf", "Back-end that generates (timegrpo.evaluate.backends): hf (HF generate) or vllm.")
-    dtype: str = _opt("auto", f"Weights dtype: {', '.join(DTYPES)} (auto: the checkpoint's).")
-    attn_implementation: str | None = _opt(None, "Attention kernel, e.g. sdpa, flash_attention_2 (HF back-end).")
-    frame_cache: str | None = _opt(None, "Cache sampled frames in this folder (reruns decode nothing).")
-    video: VideoOptions = _section(VideoOptions, "Video sampling (defaults: Time-R1's, as in training).")
-    sampling: SamplingOptions = _section(SamplingOptions, "Decoding.")
-    vllm: VllmOptions = _section(VllmOptions, "vLLM engine settings (backend vllm).")
+    strict_parse: bool = opt(False, "Parse answers exactly as Time-R1's code does.")
+    batch_size: int = opt(8, "Prompts per generate call (per GPU).")
+    on_bad: str = opt("error", "Bad annotation records and unreadable videos: stop (error), leave out and count "
+                      "(skip), or clamp windows into [0, duration] and leave out the rest, counted (clip).")
+    limit: int | None = opt(None, "Evaluate only the first N samples.")
+    overwrite: bool = opt(False, "Discard existing predictions in out.")
+    backend: str = opt("hf", "Back-end that generates (timegrpo.evaluate.backends): hf (HF generate) or vllm.")
+    dtype: str = opt("auto", f"Weights dtype: {', '.join(DTYPES)} (auto: the checkpoint's).")
+    attn_implementation: str | None = opt(None, "Attention kernel, e.g. sdpa, flash_attention_2 (HF back-end).")
+    frame_cache: str | None = opt(None, "Cache sampled frames in this folder (reruns decode nothing).")
+    video: VideoOptions = section(VideoOptions, "Video sampling (defaults: Time-R1's, as in training).")
+    sampling: SamplingOptions = section(SamplingOptions, "Decoding.")
+    vllm: VllmOptions = section(VllmOptions, "vLLM engine settings (backend vllm).")
 
     def __post_init__(self) -> None:
         from timegrpo.evaluate.backends import BACKENDS
 
-        for name in ("model", "annotations", "out"):
-            _check(bool(getattr(self, name)), name, f"required: give --{name}")
-        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 or none, got {self.limit}")
-        _check(self.on_bad in ON_BAD, "on_bad", f"{self.on_bad!r} is not one of {', '.join(ON_BAD)}")
-        _check(self.dtype in DTYPES, "dtype", f"{self.dtype!r} is not one of {', '.join(DTYPES)}")
-        _check(self.backend in BACKENDS, "backend", f"{self.backend!r} is not one of {', '.join(BACKENDS.names())}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 or none, got {self.limit}")
+        check_choice("on_bad", self.on_bad, ON_BAD)
+        check_choice("dtype", self.dtype, DTYPES)
+        check_choice("backend", self.backend, BACKENDS.names())
 
 
 @dataclass
 class ScoreConfig:
     """``timegrpo score``: metrics of a predictions jsonl against an annotation file of any supported format."""
 
-    predictions: str | None = _opt(None, "Predictions jsonl: qid + pred_relevant_windows or completion (required).")
-    annotations: str | None = _opt(None, "Annotation file in any supported format (required).")
-    format: str | None = _opt(None, "Annotation format name (default: detected from the file).")
-    benchmark: str = _opt("auto", "Metric set (timegrpo.evaluate.benchmarks; auto: from the annotations).")
-    json: bool = _opt(False, "Print one JSON object keyed by metric name instead of the markdown table.")
-    out_md: str | None = _opt(None, "Also write the markdown table to this file.")
-    on_bad: str = _opt("clip", "Annotation anomaly policy passed to the reader: error, skip or clip.")
-    durations: str | None = _opt(None, "Durations file for formats without them (Charades-STA).")
-    missing: str = _opt("zero", "Annotations without a prediction: score as unparsable (zero) or leave out (skip).")
-    strict: bool = _opt(False, "Parse completions exactly as Time-R1 does.")
-    from_completion: bool = _opt(False, "Parse 'completion' even when 'pred_relevant_windows' is present.")
+    predictions: str | None = opt(
+        None, "Predictions jsonl: qid + pred_relevant_windows or completion (required to run).")
+    annotations: str | None = opt(None, "Annotation file in any supported format (required to run).")
+    format: str | None = opt(None, "Annotation format name (default: detected from the file).")
+    benchmark: str = opt("auto", "Metric set (timegrpo.evaluate.benchmarks; auto: from the annotations).")
+    json: bool = opt(False, "Print one JSON object keyed by metric name instead of the markdown table.")
+    out_md: str | None = opt(None, "Also write the markdown table to this file.")
+    on_bad: str = opt("clip", "Annotation anomaly policy passed to the reader: error, skip or clip.")
+    durations: str | None = opt(None, "Durations file for formats without them (Charades-STA).")
+    missing: str = opt("zero", "Annotations without a prediction: score as unparsable (zero) or leave out (skip).")
+    strict: bool = opt(False, "Parse completions exactly as Time-R1 does.")
+    from_completion: bool = opt(False, "Parse 'completion' even when 'pred_relevant_windows' is present.")
 
     def __post_init__(self) -> None:
         from timegrpo.evaluate.benchmarks import BENCHMARKS
 
-        for name in ("predictions", "annotations"):
-            _check(bool(getattr(self, name)), name, f"required: give --{name}")
-        known = ("auto", *BENCHMARKS.names())
-        _check(self.benchmark in known, "benchmark", f"{self.benchmark!r} is not one of {', '.join(known)}")
-        _check(self.on_bad in ON_BAD, "on_bad", f"{self.on_bad!r} is not one of {', '.join(ON_BAD)}")
-        _check(self.missing in ("zero", "skip"), "missing", f"{self.missing!r} is not one of zero, skip")
+        check_choice("benchmark", self.benchmark, ("auto", *BENCHMARKS.names()))
+        check_choice("on_bad", self.on_bad, ON_BAD)
+        check_choice("missing", self.missing, ("zero", "skip"))

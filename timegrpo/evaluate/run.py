@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from timegrpo.evaluate.config import EvalConfig, EvalError
+from timegrpo.evaluate.config import EvalConfig, EvalError, require
 from timegrpo.evaluate.predictions import read_predictions, write_atomic
 
 #: eval_config.json sections that must match for a rerun to reuse existing predictions.
@@ -302,7 +302,8 @@ def run_eval(cfg: EvalConfig, dist: Dist | None = None) -> dict[str, Any] | None
     from timegrpo.data.formats import load_annotations
     from timegrpo.evaluate.predictions import shard
 
-    assert cfg.model is not None and cfg.annotations is not None and cfg.out is not None  # EvalConfig checks
+    require(cfg, "model", "annotations", "out")
+    assert cfg.model is not None and cfg.annotations is not None and cfg.out is not None
     dist = dist or Dist.from_accelerate()
     out = Path(cfg.out)
     samples, report = load_annotations(cfg.annotations, cfg.format, on_bad=cfg.on_bad,

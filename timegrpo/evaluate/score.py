@@ -111,7 +111,10 @@ def score_file(cfg: ScoreConfig) -> tuple[ScoreResult, str]:
     """``timegrpo score``: the :class:`ScoreResult` of ``cfg.predictions`` against ``cfg.annotations`` (with the
     duplicate and annotation-anomaly counts) and its markdown table (also written to ``cfg.out_md``)."""
     from timegrpo.data.formats import load_annotations
+    from timegrpo.evaluate.config import require
 
+    require(cfg, "predictions", "annotations")
+    assert cfg.predictions is not None and cfg.annotations is not None
     samples, report = load_annotations(cfg.annotations, cfg.format, on_bad=cfg.on_bad, durations=cfg.durations)
     predictions, duplicates = load_predictions(cfg.predictions)
     benchmark = detect_benchmark(samples, report.format) if cfg.benchmark == "auto" else cfg.benchmark
