@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from timegrpo.rewards import (
+    REWARDS,
     RewardError,
     RewardSet,
     RewardSpec,
@@ -185,11 +186,13 @@ def test_plugin_not_found_without_install(monkeypatch):
     """With no package declaring entry points (whatever this environment has installed), the plug-in's name is
     unknown and is not listed among the known ones."""
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
-    assert entry_point_names() == [] and reward_names() == BUILTINS
+    registered = REWARDS.names()  # the built-ins, and whatever other tests registered
+    assert entry_point_names() == [] and reward_names() == registered and "example_brevity" not in registered
+    assert set(BUILTINS) <= set(registered)
     with pytest.raises(KeyError) as err:
         get_reward("example_brevity")
     msg = err.value.args[0]
-    assert msg.startswith(f"unknown reward 'example_brevity'; known: {', '.join(BUILTINS)} (or give")
+    assert msg.startswith(f"unknown reward 'example_brevity'; known: {', '.join(registered)} (or give")
 
 
 def test_reward_set_weights_and_components():
