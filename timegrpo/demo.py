@@ -21,7 +21,6 @@ SFT for the same 210 s to 48.9 (+0.2).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import time
@@ -36,7 +35,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"
 
 @dataclass
 class DemoConfig:
-    """What the demo runs; every field is a ``timegrpo demo`` flag."""
+    """What the demo runs; every field is a ``timegrpo demo`` option (:mod:`timegrpo.cli.demo`)."""
 
     out: str = field(default="outputs/demo", metadata={"help": "output folder (data, checkpoints, report, plots)"})
     n_videos: int = field(default=900, metadata={"help": "synthetic videos in all splits"})
@@ -196,12 +195,3 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
           f"over the warm start; report in {out / 'report.json'}, plots in {out / 'plots'}", flush=True)
     return report
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="the main job end to end on CPU on the synthetic benchmark",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in DemoConfig.__dataclass_fields__.values():
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                       help=f.metadata["help"])
-    p.set_defaults(func=lambda args: run_demo(DemoConfig(**{
-        k: getattr(args, k) for k in DemoConfig.__dataclass_fields__})) and 0)

@@ -36,7 +36,7 @@ from torch import nn
 
 from timegrpo.algos.advantages import ADVANTAGES, zero_variance_share
 from timegrpo.algos.aggregate import dapo_tokens_per_micro_batch
-from timegrpo.algos.losses import PolicyLossInputs, compute_policy_loss
+from timegrpo.algos.losses import LossSettings, PolicyLossInputs, compute_policy_loss
 from timegrpo.data.schema import Sample
 from timegrpo.inputs import VideoSource, prompt_inputs, reward_columns
 from timegrpo.models.loading import make_reference, reference_context, unwrap
@@ -105,7 +105,7 @@ class GRPOTrainer:
                              f"reward_funcs ({', '.join(map(str, t.reward_funcs))})")
         self.rewards = RewardSet(list(reward_funcs) if reward_funcs is not None
                                  else list(zip(t.reward_funcs, weights, strict=True)))
-        self.loss_settings = cfg.loss_settings()
+        self.loss_settings = LossSettings.from_recipe(cfg)
         self.sampling = SamplingParams(
             num_generations=t.num_generations, max_completion_length=t.max_completion_length,
             temperature=t.temperature, top_p=t.top_p, top_k=t.top_k or 0,

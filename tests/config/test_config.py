@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import yaml
 
+from timegrpo.algos.losses import LossSettings
 from timegrpo.config import (
     ConfigError,
     RecipeConfig,
@@ -183,10 +184,10 @@ def test_cross_section_validation_and_loss_settings():
         load_recipe(None, ["--method", "ppo"])
     opd = load_recipe(None, ["--method", "opd", "--num_generations", "1", "--teacher_model_name_or_path", "/t",
                              "--opd_reward_clamp", "5"])
-    settings = opd.loss_settings()
+    settings = LossSettings.from_recipe(opd)
     assert (settings.objective, settings.opd_reward_clamp, settings.loss_type) == ("opd", 5.0, "dapo")
     grpo = load_recipe(None, ["--loss_type", "dr_grpo", "--max_completion_length", "200", "--beta", "0.04"])
-    settings = grpo.loss_settings()
+    settings = LossSettings.from_recipe(grpo)
     assert (settings.objective, settings.max_completion_length, settings.beta) == ("clipped", 200, 0.04)
 
 

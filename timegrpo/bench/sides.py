@@ -159,7 +159,7 @@ class TimegrpoSide(Side):
 
 def train_config(work: Workload) -> Any:
     """The timegrpo config of the workload (TRL's side mirrors it field by field)."""
-    from timegrpo.config import DataConfig, RLConfig, ModelConfig, RecipeConfig
+    from timegrpo.config import DataConfig, ModelConfig, RecipeConfig, RLConfig
 
     cfg = work.config
     return RecipeConfig(

@@ -134,6 +134,9 @@ def coerce_value(value: Any, tp: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: expected {type_name(tp)}, got {value!r}")
+    if origin is tuple and typing.get_args(tp)[1:] == (Ellipsis,):  # tuple[X, ...]: a list, stored as a tuple
+        return tuple(coerce_value(list(value) if isinstance(value, tuple) else value, list[typing.get_args(tp)[0]],
+                                  where))
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, str):
@@ -267,7 +270,10 @@ def flatten(root: type, raw: Any, source: str) -> dict[str, Any]:
 
 
 def from_flat(root: type, values: dict[str, Any]) -> Any:
-    """Build (and validate) a tree from already-typed ``{'train.beta': 0.04, 'method': ...}``."""
+    """Build (and validate) a tree from already-typed ``{'train.beta': 0.04, 'method': ...}``.
+
+    A ``ValueError`` from a dataclass's own validation becomes a :class:`ConfigError` with its message.
+    """
     parts: dict[str, dict[str, Any]] = {name: {} for name in sections_of(root)}
     top: dict[str, Any] = {}
     for qualified, value in values.items():
@@ -276,7 +282,12 @@ def from_flat(root: type, values: dict[str, Any]) -> Any:
             parts[name][key] = value
         else:
             top[qualified] = value
-    return root(**top, **{name: cls(**parts[name]) for name, cls in sections_of(root).items()})
+    try:
+        return root(**top, **{name: cls(**parts[name]) for name, cls in sections_of(root).items()})
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def from_dict(root: type, data: dict[str, Any] | None, source: str = "<dict>") -> Any:
@@ -375,6 +386,14 @@ def add_command(subparsers: Any, name: str, root: type, handler: Any, *, help: s
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     parser.set_defaults(func=handler, accepts_overrides=True, config_root=root)
     return parser
+
+
+def given_keys(root: type, args: argparse.Namespace, *, prefer_section: str | None = None) -> set[str]:
+    """The qualified keys a command's ``--config`` file or command line set (not left at their defaults)."""
+    path = getattr(args, "config", None)
+    keys = set(read_yaml(root, path)) if path else set()
+    overrides = list(getattr(args, "overrides", ()) or ())
+    return keys | {key for key, _ in parse_overrides(root, overrides, prefer_section)}
 
 
 def from_args(root: type, args: argparse.Namespace, *, prefer_section: str | None = None,

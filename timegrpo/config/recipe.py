@@ -386,23 +386,6 @@ class RecipeConfig:
         """The per-token objective (``timegrpo.algos.losses.OBJECTIVES`` name) of ``method``."""
         return METHOD_OBJECTIVES[self.method]
 
-    def loss_settings(self) -> Any:
-        """The :class:`timegrpo.algos.losses.LossSettings` of this config (imports torch)."""
-        from timegrpo.algos.losses import LossSettings
-
-        t = self.train
-        return LossSettings(
-            objective=self.objective,
-            loss_type=t.loss_type,
-            epsilon=t.epsilon,
-            epsilon_high=t.epsilon_high,
-            beta=t.beta,
-            kl_estimator=t.kl_estimator,
-            max_completion_length=t.max_completion_length,
-            opd_ratio_clip=t.opd_ratio_clip,
-            opd_reward_clamp=t.opd_reward_clamp,
-        )
-
 
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), *,
                 prefer_section: str | None = None) -> RecipeConfig:
