@@ -20,7 +20,6 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from timegrpo.config import ConfigError
     from timegrpo.data.anomalies import AnnotationError
     from timegrpo.data.video import VideoError
     from timegrpo.evaluate.config import EvalError
@@ -30,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         if cfg is not None:
             run_eval(cfg)
-    except (ConfigError, EvalError, AnnotationError, VideoError, FileNotFoundError, ValueError) as err:
+    except (EvalError, AnnotationError, VideoError, FileNotFoundError, ValueError) as err:
         say(f"error: {err}")
         return 2
     return 0

@@ -15,17 +15,12 @@ from timegrpo.evaluate.config import ScoreConfig
 
 
 def run(args: argparse.Namespace) -> int:
-    from timegrpo.config import ConfigError
     from timegrpo.evaluate.score import score_file
 
-    try:
-        cfg = from_args(ScoreConfig, args)
-        if cfg is None:
-            return 0
-        result, table = score_file(cfg)
-    except ConfigError as err:
-        sys.stderr.write(f"timegrpo score: error: {err}\n")
-        return 2
+    cfg = from_args(ScoreConfig, args)
+    if cfg is None:
+        return 0
+    result, table = score_file(cfg)
     sys.stdout.write((json.dumps(result.flat(), indent=2) if cfg.json else table) + "\n")
     notes = result.notes()
     if notes:
