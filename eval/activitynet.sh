@@ -14,12 +14,12 @@
 #
 # Protocol: Time-R1 (xiaomi-research/time-r1 evaluate.py, dataset "activitynet", split "test" =
 # annotations/sentence_temporal_grounding/test.json), think prompt, 2 fps, at most 768 frames, total_pixels
-# 3584*28*28, min_pixels 16*28*28, greedy, 1024 new tokens; see eval/_common.sh and eval/README.md.
+# 3584*28*28, min_pixels 16*28*28, greedy, 1024 new tokens; see eval/activitynet.yaml and eval/README.md.
 # Time-R1 7B reports R1@0.3/0.5/0.7 = 58.6/39.0/21.4 zero-shot (SPEC section 1).
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
 [ $# -ge 4 ] || usage "$0"
 MODEL=$1 ANNOTATIONS=$2 VIDEOS=$3 OUT=$4
 shift 4
-run_eval --model "$MODEL" --annotations "$ANNOTATIONS" --format activitynet --videos "$VIDEOS" --out "$OUT" \
-  "${TIME_R1_PROTOCOL[@]}" "$@"
+run_eval --config "$EVAL_DIR/activitynet.yaml" --model "$MODEL" --annotations "$ANNOTATIONS" --videos "$VIDEOS" \
+  --out "$OUT" "$@"

@@ -15,7 +15,7 @@
 #
 # Protocol: Time-R1 (xiaomi-research/time-r1 scripts/test.sh + evaluate.py, dataset "charades", split "test":
 # Charades_sta_test.txt with Charades_v1_test.csv durations), think prompt, 2 fps, at most 768 frames,
-# total_pixels 3584*28*28, min_pixels 16*28*28, greedy, 1024 new tokens; see eval/_common.sh and eval/README.md.
+# total_pixels 3584*28*28, min_pixels 16*28*28, greedy, 1024 new tokens; see eval/charades_sta.yaml and eval/README.md.
 # Time-R1 7B reports R1@0.3/0.5/0.7 = 78.1/60.8/35.3 zero-shot (SPEC section 1).
 set -euo pipefail
 source "$(dirname "$0")/_common.sh"
@@ -24,5 +24,5 @@ MODEL=$1 ANNOTATIONS=$2 VIDEOS=$3 OUT=$4
 shift 4
 extra=()
 [ -n "${DURATIONS:-}" ] && extra+=(--durations "$DURATIONS")
-run_eval --model "$MODEL" --annotations "$ANNOTATIONS" --format charades_sta --videos "$VIDEOS" --out "$OUT" \
-  ${extra[@]+"${extra[@]}"} "${TIME_R1_PROTOCOL[@]}" "$@"
+run_eval --config "$EVAL_DIR/charades_sta.yaml" --model "$MODEL" --annotations "$ANNOTATIONS" --videos "$VIDEOS" \
+  --out "$OUT" ${extra[@]+"${extra[@]}"} "$@"

@@ -22,5 +22,5 @@ source "$(dirname "$0")/_common.sh"
 [ $# -ge 4 ] || usage "$0"
 MODEL=$1 ANNOTATIONS=$2 VIDEOS=$3 OUT=$4
 shift 4
-run_eval --model "$MODEL" --annotations "$ANNOTATIONS" --format moment_detr --videos "$VIDEOS" --out "$OUT" \
-  "${TIME_R1_PROTOCOL[@]}" "$@"
+run_eval --config "$EVAL_DIR/qvhighlights.yaml" --model "$MODEL" --annotations "$ANNOTATIONS" --videos "$VIDEOS" \
+  --out "$OUT" "$@"

@@ -13,7 +13,7 @@
 #
 # Protocol: Time-R1 (xiaomi-research/time-r1 evaluate.py, dataset "tvgbench"), think prompt, 2 fps, at most
 # 768 frames, total_pixels 3584*28*28, min_pixels 16*28*28, greedy, 1024 new tokens; the 252 items with
-# start/end are cropped to that clip (their answers are clip-relative). See eval/_common.sh and eval/README.md.
+# start/end are cropped to that clip (their answers are clip-relative). See eval/tvgbench.yaml and eval/README.md.
 # Departure: the 11 zero-length answers (egonlq) cannot be clipped and are left out, counted in metrics.json
 # (Time-R1 scores them IoU 0). Time-R1 7B reports R1@0.3/0.5/0.7 = 41.8/29.4/16.4 (SPEC section 1).
 set -euo pipefail
@@ -21,5 +21,5 @@ source "$(dirname "$0")/_common.sh"
 [ $# -ge 4 ] || usage "$0"
 MODEL=$1 ANNOTATIONS=$2 VIDEOS=$3 OUT=$4
 shift 4
-run_eval --model "$MODEL" --annotations "$ANNOTATIONS" --format tvgbench --videos "$VIDEOS" --out "$OUT" \
-  "${TIME_R1_PROTOCOL[@]}" "$@"
+run_eval --config "$EVAL_DIR/tvgbench.yaml" --model "$MODEL" --annotations "$ANNOTATIONS" --videos "$VIDEOS" \
+  --out "$OUT" "$@"

@@ -111,7 +111,7 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
 
     from timegrpo.config import load_recipe
     from timegrpo.data.synthetic import QUERIES, SynthConfig, generate, load_split, recommended_sampling
-    from timegrpo.evaluate import evaluate_samples
+    from timegrpo.evaluate.engine import evaluate_samples
     from timegrpo.inputs import video_source
     from timegrpo.models.loading import prepare_policy
     from timegrpo.models.tiny import build_tiny_vlm

@@ -1,54 +1,23 @@
-"""Temporal spans: IoU, clipping, merging, and parsing a model's answer into a span.
+"""Temporal spans: IoU, IoP, clipping and merging. Pure functions, doctested.
 
-Pure functions, doctested. The rewards (:mod:`timegrpo.rewards`) and the metrics (:mod:`timegrpo.metrics`)
-call the same :func:`temporal_iou` (STYLE rule 4), so a training reward and an evaluation number can never
-disagree about what an IoU is.
-
-Answer parsing (SPEC section 1) has two modes:
-
-* **strict** (``strict=True``) parses exactly as Time-R1 does (``parse_timestamp_output`` in
-  ``xiaomi-research/time-r1`` ``main.py``, identical in ``www-Ye/Time-R1`` ``src/open_r1/grpo_video.py``):
-  take all ``<answer>(.*?)</answer>`` blocks (dot matches newline) and keep the LAST; in it find all
-  ``(\\d+\\.?\\d*) (to|and) (\\d+\\.?\\d*)`` (case-insensitive, exactly one space on each side) and keep the
-  LAST; return the two floats as they are: no clamping, and ``start > end`` is returned unchanged.
-* **tolerant** (the default) departs from that in these ways only, each shown in :func:`parse_answer`'s doctest:
-
-  1. separators: ``to``/``and`` with any amount of whitespace (also none), and ``-``, ``–``, ``—``, ``~``;
-  2. numbers: ``.5``, clock times ``m:ss``/``h:mm:ss`` (with optional decimals, ``1:05`` = 65 s) and an
-     optional unit (``s``, ``sec``, ``secs``, ``second``, ``seconds``); a number glued to a letter or digit
-     before it (``Qwen2.5``) is not read;
-  3. a ``-`` right before the first number, not after a digit, is a minus sign (``-3 to 5`` is
-     ``(-3, 5)``, clamped to ``(0, 5)``; Time-R1 would read ``3 to 5``);
-  4. with a ``duration`` the span is clamped to ``[0, duration]``;
-  5. ``start > end`` (as written, before clamping) is invalid: None;
-  6. ``allow_bare=True`` reads the whole text when it has no ``<answer>`` block (off by default, as in Time-R1).
-
-  Both modes take the LAST ``<answer>`` block and the LAST span in it, and fail (None) on a block with no span.
+The rewards (:mod:`timegrpo.rewards`) and the metrics (:mod:`timegrpo.metrics`) call the same
+:func:`temporal_iou` (STYLE rule 4), so a training reward and an evaluation number can never disagree about
+what an IoU is. Reading a span out of a completion is :mod:`timegrpo.parsing`'s job.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 Span = tuple[float, float]
 
-#: Time-R1's answer block and span patterns (strict mode), verbatim.
-STRICT_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-STRICT_SPAN_RE = re.compile(r"(\d+\.?\d*) (to|and) (\d+\.?\d*)", re.IGNORECASE)
 
-_NUM = r"(?:\d+:){0,2}\d+(?:\.\d*)?|\.\d+"
-_UNIT = r"(?:\s*(?:seconds?|secs?|s)\b)?"
-_TOLERANT_SPAN_RE = re.compile(
-    rf"(?<![\w.:])(?P<sign>(?<![\d.])-)?(?P<start>{_NUM}){_UNIT}"
-    rf"\s*(?:to|and|-|–|—|~)\s*"
-    rf"(?P<end>{_NUM}){_UNIT}(?![\d:])",
-    re.IGNORECASE,
-)
+def as_windows(gts: Sequence[float] | Sequence[Sequence[float]]) -> list[Span]:
+    """Ground-truth windows as a list of float pairs, from one window ``(s, e)`` or a list ``[(s, e), ...]``.
 
-
-def _as_windows(gts: Sequence[float] | Sequence[Sequence[float]]) -> list[Span]:
-    """Accept one window ``(s, e)`` or a list of windows ``[(s, e), ...]``."""
+    >>> as_windows((1, 2)), as_windows([[0, 1.5], (3, 4)]), as_windows([])
+    ([(1.0, 2.0)], [(0.0, 1.5), (3.0, 4.0)], [])
+    """
     if len(gts) == 0:
         return []
     if isinstance(gts[0], (int, float)):
@@ -88,7 +57,7 @@ def temporal_iou(pred: Sequence[float] | None, gts: Sequence[float] | Sequence[S
     """
     if pred is None:
         return 0.0
-    return max((span_iou(pred, w) for w in _as_windows(gts)), default=0.0)
+    return max((span_iou(pred, w) for w in as_windows(gts)), default=0.0)
 
 
 def span_iop(pred: Sequence[float], gt: Sequence[float]) -> float:
@@ -117,7 +86,7 @@ def temporal_iop(pred: Sequence[float] | None, gts: Sequence[float] | Sequence[S
     """
     if pred is None:
         return 0.0
-    return max((span_iop(pred, w) for w in _as_windows(gts)), default=0.0)
+    return max((span_iop(pred, w) for w in as_windows(gts)), default=0.0)
 
 
 def clip_span(span: Sequence[float], duration: float | None) -> Span:
@@ -170,95 +139,3 @@ def merged_iou(pred: Sequence[Sequence[float]], gts: Sequence[Sequence[float]], 
             j += 1
     union = sum(e - s for s, e in a) + sum(e - s for s, e in b) - inter
     return inter / union if union > 0 else float(empty)
-
-
-def last_answer_block(text: str) -> str | None:
-    """The content of the LAST ``<answer>...</answer>`` block, or None when there is none.
-
-    >>> last_answer_block("<answer>1 to 2</answer> then <answer>3 to 4</answer>")
-    '3 to 4'
-    >>> last_answer_block("no tags") is None
-    True
-    """
-    blocks = STRICT_ANSWER_RE.findall(text)
-    return blocks[-1] if blocks else None
-
-
-def parse_time(token: str) -> float:
-    """Seconds from ``12.5``, ``.5``, ``1:05`` (m:ss) or ``01:02:03.5`` (h:mm:ss).
-
-    >>> parse_time("12.5"), parse_time("1:05"), parse_time("01:02:03.5"), parse_time(".5")
-    (12.5, 65.0, 3723.5, 0.5)
-    """
-    total = 0.0
-    for part in token.split(":"):
-        total = total * 60.0 + float(part)
-    return total
-
-
-def _strict_span(text: str) -> Span | None:
-    block = last_answer_block(text)
-    if block is None:
-        return None
-    matches = STRICT_SPAN_RE.findall(block)
-    if not matches:
-        return None
-    start, _, end = matches[-1]
-    return float(start), float(end)
-
-
-def find_spans(text: str) -> list[Span]:
-    """Every span written in ``text`` in the tolerant forms, in order, unclamped (see the module docstring).
-
-    >>> find_spans("from 1:05 to 1:20, or 12.5-30s, or 3 and 4")
-    [(65.0, 80.0), (12.5, 30.0), (3.0, 4.0)]
-    """
-    out = []
-    for m in _TOLERANT_SPAN_RE.finditer(text):
-        start = parse_time(m["start"])
-        out.append((-start if m["sign"] else start, parse_time(m["end"])))
-    return out
-
-
-def parse_answer(
-    text: str, duration: float | None = None, *, strict: bool = False, allow_bare: bool = False
-) -> Span | None:
-    """The span ``(start, end)`` in seconds that a completion answers, or None when there is none.
-
-    The LAST ``<answer>`` block, the LAST span in it. ``strict=True`` parses exactly as Time-R1
-    (``duration`` and ``allow_bare`` are then ignored); the tolerant default's departures are listed
-    in the module docstring.
-
-    >>> parse_answer("<think>maybe 1 to 2</think><answer>12.54 to 17.83</answer>")
-    (12.54, 17.83)
-    >>> parse_answer("<answer>1 to 2</answer><answer>3 and 4, no: 5 to 6</answer>")
-    (5.0, 6.0)
-    >>> parse_answer("<answer>12.5-30</answer>"), parse_answer("<answer>12.5-30</answer>", strict=True)
-    ((12.5, 30.0), None)
-    >>> parse_answer("<answer>12.5 - 30.0 s</answer>"), parse_answer("<answer>1:05 to 1:20</answer>")
-    ((12.5, 30.0), (65.0, 80.0))
-    >>> parse_answer("<answer>01:02:03 to 01:02:04</answer>")
-    (3723.0, 3724.0)
-    >>> parse_answer("<answer>-3 to 50</answer>", 30.0), parse_answer("<answer>-3 to 50</answer>", strict=True)
-    ((0.0, 30.0), (3.0, 50.0))
-    >>> parse_answer("<answer>20 to 10</answer>"), parse_answer("<answer>20 to 10</answer>", strict=True)
-    (None, (20.0, 10.0))
-    >>> parse_answer("<answer>50 to 40</answer>", 30.0)  # reversed, even though both clamp to 30
-
-    >>> parse_answer("<answer>12.5  to 30</answer>"), parse_answer("<answer>12.5  to 30</answer>", strict=True)
-    ((12.5, 30.0), None)
-    >>> parse_answer("12 to 15"), parse_answer("12 to 15", allow_bare=True)
-    (None, (12.0, 15.0))
-    """
-    if strict:
-        return _strict_span(text)
-    block = last_answer_block(text)
-    if block is None:
-        if not allow_bare:
-            return None
-        block = text
-    spans = find_spans(block)
-    if not spans:
-        return None
-    start, end = spans[-1]
-    return None if start > end else clip_span((start, end), duration)

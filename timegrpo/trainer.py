@@ -41,9 +41,10 @@ from timegrpo.data.schema import Sample
 from timegrpo.inputs import VideoSource, prompt_inputs, reward_columns
 from timegrpo.models.loading import make_reference, reference_context, unwrap
 from timegrpo.models.vision import VisionCallCounter, encode_videos
+from timegrpo.parsing import parse_answer
 from timegrpo.rewards import RewardSet
 from timegrpo.rollout import RolloutBatch, SamplingParams, completion_logps, generate
-from timegrpo.spans import parse_answer, temporal_iou
+from timegrpo.spans import temporal_iou
 
 logger = logging.getLogger(__name__)
 

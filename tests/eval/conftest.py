@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from timegrpo import evaluate as ev
 from timegrpo.cli import main
+from timegrpo.evaluate import engine
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,7 @@ class CountingGenerate:
     ``fail_on`` (1-based) to simulate a crash half way."""
 
     def __init__(self, fail_on: int | None = None) -> None:
-        self.real = ev.generate
+        self.real = engine.generate
         self.prompts: list[int] = []
         self.fail_on = fail_on
 
@@ -76,7 +76,7 @@ class CountingGenerate:
 def count_generate(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CountingGenerate]:
     def install(fail_on: int | None = None) -> CountingGenerate:
         counter = CountingGenerate(fail_on)
-        monkeypatch.setattr(ev, "generate", counter)
+        monkeypatch.setattr(engine, "generate", counter)
         return counter
 
     return install
@@ -99,7 +99,7 @@ def fake_answers(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[str], s
                 return texts, [t.startswith("TRUNC") for t in texts]
             return complete
 
-        monkeypatch.setattr(ev, "hf_completer", completer)
+        monkeypatch.setattr(engine, "hf_completer", completer)
         return asked
 
     return install

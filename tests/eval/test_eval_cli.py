@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from timegrpo.cli import build_parser
-from timegrpo.eval_cli import Dist, run_eval
+from timegrpo.cli.eval import config_from_args
+from timegrpo.data.formats import load_annotations
+from timegrpo.evaluate.run import Dist, run_eval
+from timegrpo.metrics import grounding_metrics
+from timegrpo.parsing import parse_answer
+from timegrpo.rewards import get_reward
+from timegrpo.spans import temporal_iou
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -28,27 +34,39 @@ def charades_ohofg(shared_data: Path, tmp_path: Path) -> Path:
 
 
 def test_charades_real_videos_with_real_generate(shared_data, tmp_path, tiny_model, count_generate, run_cli):
+    """Real videos through the real batched ``generate`` of a (random) tiny model: one record per query, every
+    record's parse fields are what the parser reads from its completion, metrics.json is what the records give
+    (and what ``timegrpo score`` gives), and batching does not change a completion (left padding)."""
     ann = charades_ohofg(shared_data, tmp_path)
+    durations = shared_data / "charades_sta" / "Charades_v1_test.csv"
+    argv = ["eval", "--model", str(tiny_model), "--annotations", str(ann), "--format", "charades_sta",
+            "--durations", str(durations), "--videos", str(shared_data / "videos"), "--max-new-tokens", "4",
+            "--fps", "0.5", "--min-pixels", "784", "--max-pixels", "3136", "--total-pixels", "200000"]
     out = tmp_path / "out"
     gen = count_generate()
-    rc, stdout, _ = run_cli([
-        "eval", "--model", str(tiny_model), "--annotations", str(ann), "--format", "charades_sta",
-        "--durations", str(shared_data / "charades_sta" / "Charades_v1_test.csv"),
-        "--videos", str(shared_data / "videos"), "--out", str(out), "--batch-size", "4", "--max-new-tokens", "4",
-        "--fps", "0.5", "--min-pixels", "784", "--max-pixels", "3136", "--total-pixels", "200000"])
+    rc, stdout, _ = run_cli([*argv, "--out", str(out), "--batch-size", "4"])
     assert rc == 0
     assert gen.prompts == [4, 2]  # several prompts per generate call
     preds = lines(out / "predictions.jsonl")
-    assert [p["qid"] for p in preds] == [f"OHOFG_{i}" for i in range(6)]
+    samples, _ = load_annotations(ann, "charades_sta", durations=durations)
+    assert [p["qid"] for p in preds] == [s.qid for s in samples] == [f"OHOFG_{i}" for i in range(6)]
     assert preds[0]["query"] == "a person is eating some food." and preds[0]["duration"] == 35.04
-    assert all(isinstance(p["completion"], str) and p["iou"] is not None for p in preds)
+    for p, s in zip(preds, samples):
+        span = parse_answer(p["completion"], s.duration)
+        assert p["completion"] and isinstance(p["truncated"], bool)
+        assert p["pred_relevant_windows"] == ([] if span is None else [[span[0], span[1], 1.0]])
+        assert p["iou"] == temporal_iou(span, s.windows)
     metrics = json.loads((out / "metrics.json").read_text())
-    unparsed = sum(not p["pred_relevant_windows"] for p in preds)
-    assert (metrics["n"], metrics["unparsed"], metrics["skipped"]) == (6, unparsed, {})
-    ious = [p["iou"] if p["pred_relevant_windows"] else 0.0 for p in preds]
-    assert metrics["mIoU"] == pytest.approx(100 * sum(ious) / 6)
-    assert metrics["R1@0.5"] == pytest.approx(100 * sum(v >= 0.5 for v in ious) / 6)
+    fmt = get_reward("format")([p["completion"] for p in preds])
+    assert metrics["format_rate"] == round(100 * sum(fmt) / 6, 2)
+    assert (metrics["n"], metrics["unparsed"], metrics["skipped"]) == (6, sum(not p["pred_relevant_windows"]
+                                                                            for p in preds), {})
     assert metrics["n_truncated"] == sum(p["truncated"] for p in preds)
+    expected = grounding_metrics([p["iou"] for p in preds])
+    assert {k: metrics[k] for k in expected} == expected
+    rc, scored, _ = run_cli(["score", "--predictions", str(out / "predictions.jsonl"), "--annotations", str(ann),
+                             "--durations", str(durations), "--json"])
+    assert rc == 0 and {k: json.loads(scored)[k] for k in expected} == expected
     cfg = json.loads((out / "eval_config.json").read_text())
     assert cfg["sampling"] == {"num_generations": 1, "max_completion_length": 4, "min_completion_length": 0,
                                "temperature": 1.0, "top_p": 1.0, "top_k": 0, "repetition_penalty": 1.0,
@@ -59,6 +77,9 @@ def test_charades_real_videos_with_real_generate(shared_data, tmp_path, tiny_mod
     assert "| n | 6 |" in (out / "metrics.md").read_text() and "| mIoU |" in stdout
     for name in ("iou_hist.png", "r1_by_length.png", "centres.png"):
         assert (out / "plots" / name).read_bytes()[:8] == PNG
+    assert run_cli([*argv, "--out", str(tmp_path / "one"), "--batch-size", "1"])[0] == 0
+    assert gen.prompts == [4, 2] + [1] * 6
+    assert (tmp_path / "one" / "predictions.jsonl").read_bytes() == (out / "predictions.jsonl").read_bytes()
 
 
 def test_activitynet_real_videos_known_answers(shared_data, tmp_path, tiny_model, fake_answers, run_cli):
@@ -177,12 +198,14 @@ def test_data_parallel_ranks_merge_in_order(synth_dir, tmp_path, tiny_model, fak
     annotation order, byte for byte what a single process writes."""
     ann = synth_dir / "test.jsonl"
     asked = fake_answers(lambda q: f"<answer>{int(q[-1])} to {int(q[-1]) + 3}</answer>")
-    args = build_parser().parse_args(synth_args(ann, tmp_path / "dp", "--limit", "7"))
+    args, overrides = build_parser().parse_known_args(synth_args(ann, tmp_path / "dp", "--limit", "7"))
+    args.overrides = overrides
+    cfg = config_from_args(args)
     barrier = threading.Barrier(2, timeout=120)
     results: dict[int, object] = {}
 
     def rank(r: int) -> None:
-        results[r] = run_eval(args, Dist(r, 2, barrier.wait, "cpu"))
+        results[r] = run_eval(cfg, Dist(r, 2, barrier.wait, "cpu"))
 
     threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
     for t in threads:

@@ -11,6 +11,18 @@ from pathlib import Path
 import pytest
 
 from timegrpo.cli import build_parser
+from timegrpo.cli.eval import config_from_args
+from timegrpo.evaluate.config import EvalConfig
+
+
+def eval_config(argv: list[str]) -> EvalConfig:
+    """The EvalConfig that ``timegrpo eval`` builds from ``argv`` (the words after ``timegrpo``), as
+    :func:`timegrpo.cli.main` parses them."""
+    args, overrides = build_parser().parse_known_args(argv)
+    args.overrides = overrides
+    cfg = config_from_args(args)
+    assert cfg is not None
+    return cfg
 
 EVAL = Path(__file__).resolve().parents[2] / "eval"
 SCRIPTS = {"charades_sta.sh": "charades_sta", "activitynet.sh": "activitynet", "tvgbench.sh": "tvgbench",
@@ -22,10 +34,22 @@ def run(script: str, *args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env})
 
 
-def test_every_script_is_listed_in_the_readme():
+def test_every_script_is_listed_in_the_readme_and_has_its_config():
     readme = (EVAL / "README.md").read_text()
     assert sorted(p.name for p in EVAL.glob("*.sh") if not p.name.startswith("_")) == sorted(SCRIPTS)
+    assert sorted(p.name for p in EVAL.glob("*.yaml")) == sorted(s.replace(".sh", ".yaml") for s in SCRIPTS)
     assert all(f"`{name}`" in readme for name in SCRIPTS)
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_config_file_alone_is_the_script(script):
+    """``timegrpo eval --config eval/X.yaml`` plus the four paths is exactly the run the script launches."""
+    paths = ["--model", "m", "--annotations", "a", "--videos", "v", "--out", "o"]
+    res = run(script, "m", "a", "v", "o", DRY_RUN="1")
+    from_script = eval_config(shlex.split(res.stdout)[1:])
+    from_yaml = eval_config(["eval", "--config", str(EVAL / script.replace(".sh", ".yaml")), *paths])
+    assert from_yaml == from_script
+    assert from_yaml != eval_config(["eval", *paths])  # the file does set the protocol
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
@@ -42,13 +66,15 @@ def test_dry_run_is_a_valid_eval_command_with_the_protocol(script):
     assert res.returncode == 0, res.stderr
     argv = shlex.split(res.stdout)
     assert argv[:2] == ["timegrpo", "eval"]
-    args = build_parser().parse_args(argv[1:])
-    assert (args.model, args.annotations, args.videos, args.out) == ("Qwen/Qwen2.5-VL-7B-Instruct", "ann file.json",
+    cfg = eval_config(argv[1:])
+    assert (cfg.model, cfg.annotations, cfg.videos, cfg.out) == ("Qwen/Qwen2.5-VL-7B-Instruct", "ann file.json",
                                                                      "videos", "out dir")
-    assert args.format == SCRIPTS[script] and args.limit == 5
-    assert (args.fps, args.max_frames, args.min_pixels, args.total_pixels) == (2.0, 768, 16 * 28 * 28, 3584 * 28 * 28)
-    assert (args.template, args.query_as_is, args.max_new_tokens, args.do_sample) == ("think", True, 1024, False)
-    assert (args.batch_size, args.on_bad, args.backend) == (4, "clip", "hf")
+    assert cfg.format == SCRIPTS[script] and cfg.limit == 5
+    v = cfg.video
+    assert (v.fps, v.max_frames, v.min_pixels, v.total_pixels) == (2.0, 768, 16 * 28 * 28, 3584 * 28 * 28)
+    assert (cfg.template, cfg.query_as_is, cfg.sampling.max_new_tokens, cfg.sampling.do_sample) == ("think", True,
+                                                                                                1024, False)
+    assert (cfg.batch_size, cfg.on_bad, cfg.backend) == (4, "clip", "hf")
 
 
 def test_nproc_launches_accelerate_and_extra_flags_win():
@@ -56,5 +82,5 @@ def test_nproc_launches_accelerate_and_extra_flags_win():
               DURATIONS="/d/Charades_v1_test.csv")
     argv = shlex.split(res.stdout)
     assert argv[:7] == ["accelerate", "launch", "--multi_gpu", "--num_processes", "4", "-m", "timegrpo.cli"]
-    args = build_parser().parse_args(argv[7:])
-    assert args.template == "no_think" and args.durations == "/d/Charades_v1_test.csv"
+    cfg = eval_config(argv[7:])
+    assert cfg.template == "no_think" and cfg.durations == "/d/Charades_v1_test.csv"

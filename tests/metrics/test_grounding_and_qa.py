@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from timegrpo.metrics import count_unparsed, grounding_metrics, nextgqa_metrics, rextime_metrics
+from timegrpo.parsing import parse_answer
 from timegrpo.rewards import get_reward
-from timegrpo.spans import parse_answer, temporal_iou
+from timegrpo.spans import temporal_iou
 
 
 def test_grounding_metrics_hand_worked():

@@ -9,7 +9,7 @@ import pytest
 
 from timegrpo.cli import main
 from timegrpo.data.formats import load_annotations
-from timegrpo.score import markdown_table, score_samples
+from timegrpo.evaluate.score import markdown_table, score_samples
 
 
 def _write(path, records):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from timegrpo.rewards import (
+    REWARDS,
     RewardError,
     RewardSet,
     RewardSpec,
@@ -167,11 +169,30 @@ def test_entry_point_plugin_failure_names_plugin_and_sample(plugin_on_path):
         get_reward("example_picky")(["fine", "boom!", "fine"])
 
 
-def test_plugin_not_found_without_install():
-    if "example_brevity" in entry_point_names():
-        pytest.skip("the example plug-in is installed in this environment")
-    with pytest.raises(KeyError, match="unknown reward 'example_brevity'"):
+def test_unknown_name_not_declared_by_any_package():
+    """A name no installed package declares: the message lists the built-ins and every installed entry point,
+    and says how to plug a reward in."""
+    with pytest.raises(KeyError) as err:
+        get_reward("timegrpo_no_such_reward_3f9c")
+    msg = err.value.args[0]
+    assert msg.startswith("unknown reward 'timegrpo_no_such_reward_3f9c'; known: ")
+    known = msg.split("; known: ")[1].split(" (or give")[0].split(", ")
+    assert known == reward_names() and set(BUILTINS) | set(entry_point_names()) <= set(known)
+    assert msg.endswith("(or give a 'package.module:function' path, or install a package with a "
+                        "'timegrpo.rewards' entry point)")
+
+
+def test_plugin_not_found_without_install(monkeypatch):
+    """With no package declaring entry points (whatever this environment has installed), the plug-in's name is
+    unknown and is not listed among the known ones."""
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
+    registered = REWARDS.names()  # the built-ins, and whatever other tests registered
+    assert entry_point_names() == [] and reward_names() == registered and "example_brevity" not in registered
+    assert set(BUILTINS) <= set(registered)
+    with pytest.raises(KeyError) as err:
         get_reward("example_brevity")
+    msg = err.value.args[0]
+    assert msg.startswith(f"unknown reward 'example_brevity'; known: {', '.join(registered)} (or give")
 
 
 def test_reward_set_weights_and_components():

@@ -22,8 +22,8 @@ from timegrpo.config.core import ConfigError
 COMMAND_MODULES: list[str] = [
     "timegrpo.cli.tiny",
     "timegrpo.cli.data",
-    "timegrpo.score",
-    "timegrpo.eval_cli",
+    "timegrpo.cli.score",
+    "timegrpo.cli.eval",
     "timegrpo.train",
     "timegrpo.cli.push",
     "timegrpo.cli.detr",

@@ -2,7 +2,7 @@
 
 Both score the top-1 predicted span with :func:`timegrpo.spans.temporal_iou` (max over the GT windows, the
 hull union, which equals each official code's IoU on every non-degenerate pair) and the answer with a
-per-question correctness flag (see :func:`timegrpo.rewards.qa.parse_letter`). All values are percentages,
+per-question correctness flag (see :func:`timegrpo.parsing.parse_letter`). All values are percentages,
 unrounded (the official scripts print 1 decimal for NExT-GQA, 2 for ReXTime's mIoU/R1).
 
 * NExT-GQA (``doc-doc/NExT-GQA`` ``code/TempGQA/eval_ground.py``): per question the max IoU and the max IoP

@@ -13,6 +13,12 @@ point of the ``timegrpo.rewards`` group (``name = package.module:function`` in a
 ``package.module:function`` path. :func:`get_reward` wraps the function so that an exception names the reward
 and the first sample it fails on, and a result of the wrong length or type is an error. Like TRL, it passes ``completions`` by keyword, so a
 reward declared ``f(prompts, completions, **kwargs)`` works too.
+
+Rewards report what they parsed through TRL's ``log_extra`` keyword: ``log_extra(column, values)`` with one
+value per completion (e.g. the built-in ``iou``/``tiou`` report ``pred_start``, ``pred_end`` and ``iou``).
+:class:`timegrpo.rewards.RewardSet` collects those columns into ``RewardBreakdown.extra``, as TRL's trainer adds
+them to its completions table. It is passed only to a reward that accepts it (a ``log_extra`` parameter or
+``**kwargs``), so a reward with an explicit signature and no ``**kwargs`` still works; it is not an option.
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ from typing import Any
 from timegrpo.registry import Registry
 
 RewardFunc = Callable[..., list[float | None]]
+#: ``log_extra(column, values)``: a reward reports one value per completion under ``column`` (TRL's signature).
+LogExtra = Callable[[str, list], None]
 ENTRY_POINT_GROUP = "timegrpo.rewards"
+#: The keyword through which a reward receives its :data:`LogExtra` (TRL's name).
+LOG_EXTRA = "log_extra"
 
 REWARDS: Registry[RewardFunc] = Registry("reward")
 
@@ -125,12 +135,30 @@ def resolve_reward(name: str) -> RewardFunc:
     )
 
 
+def accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
+    """Whether ``fn`` can be called with the keyword ``name`` (a parameter of that name, or ``**kwargs``);
+    False when its signature cannot be read.
+
+    >>> accepts_keyword(lambda completions, **kw: [], "log_extra"), accepts_keyword(lambda completions: [], "log_extra")
+    (True, False)
+    """
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get(name)
+    if p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+        return True
+    return any(v.kind == v.VAR_KEYWORD for v in params.values())
+
+
 def _check_options(name: str, fn: RewardFunc, options: dict[str, Any]) -> None:
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return
-    named = {p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)} - {"completions"}
+    named = {p for p, v in params.items() if v.kind not in (v.VAR_KEYWORD, v.VAR_POSITIONAL)}
+    named -= {"completions", LOG_EXTRA}
     unknown = sorted(set(options) - named)
     if unknown:
         raise TypeError(f"reward {name!r} has no option(s) {unknown}; its options are: {sorted(named) or 'none'}")
@@ -164,13 +192,21 @@ def _check_output(name: str, out: Any, n: int) -> list[float | None]:
     return [None if v is None else float(v) for v in values]
 
 
+def _ignore_extra(column: str, values: list) -> None:
+    """A :data:`LogExtra` that drops what it is given (the one-sample re-runs of a failed call)."""
+
+
 def checked(name: str, fn: RewardFunc, options: dict[str, Any] | None = None) -> RewardFunc:
     """``fn`` with ``options`` bound, its output checked, and any exception re-raised as a :class:`RewardError`
-    naming ``name`` and the first sample it fails on. The wrapper's ``__name__`` is ``name`` (TRL logs by it)."""
+    naming ``name`` and the first sample it fails on. The wrapper's ``__name__`` is ``name`` (TRL logs by it).
+    A ``log_extra`` keyword reaches ``fn`` only when ``fn`` accepts it (:func:`accepts_keyword`)."""
     opts = dict(options or {})
     _check_options(name, fn, opts)
+    takes_log_extra = accepts_keyword(fn, LOG_EXTRA)
 
     def reward(completions: Sequence[Any], **columns: Any) -> list[float | None]:
+        if not takes_log_extra:
+            columns.pop(LOG_EXTRA, None)
         clash = sorted(set(opts) & set(columns))
         if clash:
             raise RewardError(f"reward {name!r}: {clash} given both as an option and as a column")
@@ -180,7 +216,8 @@ def checked(name: str, fn: RewardFunc, options: dict[str, Any] | None = None) ->
         except RewardError:
             raise
         except Exception as exc:
-            idx = _failing_sample(fn, completions, call_cols)
+            quiet = {**call_cols, LOG_EXTRA: _ignore_extra} if LOG_EXTRA in call_cols else call_cols
+            idx = _failing_sample(fn, completions, quiet)
             where = f"on sample {idx}" if idx is not None else f"on the batch of {len(completions)}"
             text = completion_text(completions[idx])[:200] if idx is not None else ""
             detail = f" (completion: {text!r})" if idx is not None else ""

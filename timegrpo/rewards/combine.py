@@ -3,6 +3,11 @@
 :class:`RewardSet` resolves its rewards once (names, entry points, paths: :func:`get_reward`) and then, per
 batch, returns every component and the weighted total. The total follows TRL's ``GRPOTrainer``: a None
 (not applicable) is skipped, i.e. the sum is over the components that apply, and 0.0 when none does.
+
+Each reward that accepts TRL's ``log_extra`` keyword gets one and may report per-completion columns of what it
+parsed (``iou``/``tiou``: ``pred_start``, ``pred_end``, ``iou``); they land in ``RewardBreakdown.extra``. When
+two rewards report the same column, the FIRST in the set's order wins and later values are dropped (so a
+recipe's first reward decides what, e.g., the logged ``iou`` means).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from timegrpo.rewards.base import RewardFunc, get_reward
+from timegrpo.rewards.base import LOG_EXTRA, RewardError, RewardFunc, get_reward
 
 
 @dataclass
@@ -35,10 +40,12 @@ class RewardSpec:
 
 @dataclass
 class RewardBreakdown:
-    """Per-completion rewards: ``total[i]`` and each component ``per_func[label][i]`` (None = not applicable)."""
+    """Per-completion rewards: ``total[i]`` and each component ``per_func[label][i]`` (None = not applicable);
+    ``extra[column][i]``: what the rewards reported through ``log_extra`` (first reporter of a column wins)."""
 
     total: list[float]
     per_func: dict[str, list[float | None]]
+    extra: dict[str, list[Any]] = field(default_factory=dict)
 
     def means(self) -> dict[str, float]:
         """Mean of each component over the completions it applies to (NaN when none), plus ``total``."""
@@ -48,6 +55,24 @@ class RewardBreakdown:
             out[key] = sum(got) / len(got) if got else float("nan")
         out["total"] = sum(self.total) / len(self.total) if self.total else float("nan")
         return out
+
+
+class ExtraColumns:
+    """The ``log_extra(column, values)`` given to one reward of one call: keeps each column's values, checked
+    to be one per completion; a column reported twice by the same reward is an error."""
+
+    def __init__(self, reward: str, n: int) -> None:
+        self.reward, self.n = reward, n
+        self.columns: dict[str, list[Any]] = {}
+
+    def __call__(self, column: str, values: list) -> None:
+        values = list(values)
+        if len(values) != self.n:
+            raise RewardError(f"reward {self.reward!r} reported {len(values)} values of column {column!r} "
+                              f"for {self.n} completions")
+        if column in self.columns:
+            raise RewardError(f"reward {self.reward!r} reported column {column!r} twice")
+        self.columns[column] = values
 
 
 def _as_spec(item: RewardSpec | str | Mapping[str, Any] | tuple[str, float]) -> RewardSpec:
@@ -70,6 +95,8 @@ class RewardSet:
     >>> b = rs(["<think>x</think><answer>0 to 10</answer>", "<answer>5 to 10</answer>"], windows=[[[5, 10]]] * 2)
     >>> b.per_func, b.total
     ({'iou': [0.5, 1.0], 'format': [1.0, 0.0]}, [1.0, 1.0])
+    >>> b.extra
+    {'pred_start': [0.0, 5.0], 'pred_end': [10.0, 10.0], 'iou': [0.5, 1.0]}
     """
 
     def __init__(self, specs: Sequence[RewardSpec | str | Mapping[str, Any] | tuple[str, float]]) -> None:
@@ -90,11 +117,20 @@ class RewardSet:
         return [s.key for s in self.specs]
 
     def __call__(self, completions: Sequence[Any], **columns: Any) -> RewardBreakdown:
-        per_func = {s.key: f(completions, **columns) for s, f in zip(self.specs, self.funcs)}
+        if LOG_EXTRA in columns:
+            raise ValueError(f"a RewardSet gives each reward its own {LOG_EXTRA!r} and returns the columns in "
+                             "RewardBreakdown.extra; do not pass one")
+        per_func: dict[str, list[float | None]] = {}
+        extra: dict[str, list[Any]] = {}
+        for s, f in zip(self.specs, self.funcs):
+            log = ExtraColumns(s.key, len(completions))
+            per_func[s.key] = f(completions, **columns, **{LOG_EXTRA: log})
+            for column, values in log.columns.items():
+                extra.setdefault(column, values)  # the first reward to report a column wins
         total = []
         for i in range(len(completions)):
             total.append(sum(w * v[i] for w, v in zip(self.weights, per_func.values()) if v[i] is not None))
-        return RewardBreakdown(total=[float(t) for t in total], per_func=per_func)
+        return RewardBreakdown(total=[float(t) for t in total], per_func=per_func, extra=extra)
 
 
 def compute_rewards(

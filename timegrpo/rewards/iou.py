@@ -1,7 +1,9 @@
 """IoU rewards: ``iou``, ``tiou`` (Time-R1's timestamp-aware IoU) and ``glue_iou`` (merged multi-span IoU).
 
-All three parse with :mod:`timegrpo.spans` and score with its IoU functions, the ones the metrics use.
-``strict=True`` reproduces the original code's parsing exactly; the default is the tolerant parser.
+All three parse with :mod:`timegrpo.parsing` and score with :mod:`timegrpo.spans`' IoU functions, the ones the
+metrics use. ``strict=True`` reproduces the original code's parsing exactly; the default is the tolerant parser.
+``iou`` and ``tiou`` report what they parsed through ``log_extra`` (:func:`report_spans`): ``pred_start``,
+``pred_end`` and the plain temporal ``iou`` of that span, so a trainer logs them without parsing again.
 
 Where we depart from Time-R1 (``iou_timestamp_reward`` / ``iou_timestamp_reward_v2`` in
 ``xiaomi-research/time-r1`` ``main.py``; the latter is its ``iou_v2``, our ``tiou``):
@@ -15,12 +17,12 @@ Where we depart from Time-R1 (``iou_timestamp_reward`` / ``iou_timestamp_reward_
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from timegrpo.rewards.base import column, completion_text, register_reward
-from timegrpo.spans import Span, _as_windows, clip_span, find_spans, merged_iou, parse_answer, span_iou
+from timegrpo.parsing import parse_answer, parse_glue
+from timegrpo.rewards.base import LogExtra, column, completion_text, register_reward
+from timegrpo.spans import Span, as_windows, merged_iou, span_iou, temporal_iou
 
 
 def _duration(value: Any, i: int, reward: str, *, required: bool) -> float | None:
@@ -48,19 +50,37 @@ def tiou_score(pred: Span | None, gts: Sequence[Sequence[float]], duration: floa
     ps, pe, d = float(pred[0]), float(pred[1]), float(duration)
     scores = [
         span_iou((ps, pe), (gs, ge)) * (1 - abs(1.0 * gs / d - 1.0 * ps / d)) * (1 - abs(1.0 * ge / d - 1.0 * pe / d))
-        for gs, ge in _as_windows(gts)
+        for gs, ge in as_windows(gts)
     ]
     return max(scores, default=0.0)
 
 
+def report_spans(log_extra: LogExtra | None, preds: Sequence[Span | None], windows: Sequence[Any]) -> None:
+    """Report the parsed spans through ``log_extra``: ``pred_start`` and ``pred_end`` (None when unparsed) and
+    ``iou``, the plain :func:`temporal_iou` of that span (0.0 when unparsed). A sample without ground-truth
+    windows (the reward does not apply, nothing was parsed) reports None in all three. No-op without ``log_extra``.
+
+    >>> got = {}
+    >>> report_spans(lambda k, v: got.update({k: v}), [(2.0, 6.0), None, None], [[[4, 8]], [[4, 8]], []])
+    >>> got
+    {'pred_start': [2.0, None, None], 'pred_end': [6.0, None, None], 'iou': [0.3333333333333333, 0.0, None]}
+    """
+    if log_extra is None:
+        return
+    log_extra("pred_start", [None if p is None else p[0] for p in preds])
+    log_extra("pred_end", [None if p is None else p[1] for p in preds])
+    log_extra("iou", [temporal_iou(p, gts) if gts else None for p, gts in zip(preds, windows, strict=True)])
+
+
 @register_reward("iou")
 def iou_reward(
-    completions: Sequence[Any], *, strict: bool = False, allow_bare: bool = False, **columns: Any
+    completions: Sequence[Any], *, strict: bool = False, allow_bare: bool = False,
+    log_extra: LogExtra | None = None, **columns: Any
 ) -> list[float | None]:
     """Plain temporal IoU of the parsed answer with the ground truth (max over windows); 0 when unparsable.
 
     Columns: ``windows`` (required), ``duration`` (optional; the tolerant parser clamps to it).
-    A sample with no ground-truth window gets None (not applicable).
+    A sample with no ground-truth window gets None (not applicable). Reports :func:`report_spans`.
 
     >>> iou_reward(["<answer>2 to 6</answer>", "<answer>2 and 6</answer>"], windows=[[[4, 8]], [[4, 8]]])
     [0.3333333333333333, 0.3333333333333333]
@@ -69,23 +89,29 @@ def iou_reward(
     windows = column(columns, "windows", n, "iou")
     durations = column(columns, "duration", n, "iou", required=False)
     out: list[float | None] = []
+    preds: list[Span | None] = []
     for i, (c, gts, dur) in enumerate(zip(completions, windows, durations)):
         if not gts:
+            preds.append(None)
             out.append(None)
             continue
         d = None if strict else _duration(dur, i, "iou", required=False)
         pred = parse_answer(completion_text(c), d, strict=strict, allow_bare=allow_bare)
-        out.append(0.0 if pred is None else max(span_iou(pred, w) for w in _as_windows(gts)))
+        preds.append(pred)
+        out.append(temporal_iou(pred, gts))
+    report_spans(log_extra, preds, windows)
     return out
 
 
 @register_reward("tiou")
 def tiou_reward(
-    completions: Sequence[Any], *, strict: bool = False, allow_bare: bool = False, **columns: Any
+    completions: Sequence[Any], *, strict: bool = False, allow_bare: bool = False,
+    log_extra: LogExtra | None = None, **columns: Any
 ) -> list[float | None]:
     """Time-R1's timestamp-aware IoU (:func:`tiou_score`); 0 when unparsable.
 
     Columns: ``windows`` and ``duration`` (both required; a sample without a positive duration is an error).
+    Reports :func:`report_spans` (the plain IoU of the span it parsed, not the tIoU).
 
     >>> tiou_reward(["<answer>10 to 20</answer>"], windows=[[[10, 30]]], duration=[100.0])
     [0.45]
@@ -94,60 +120,22 @@ def tiou_reward(
     windows = column(columns, "windows", n, "tiou")
     durations = column(columns, "duration", n, "tiou")
     out: list[float | None] = []
+    preds: list[Span | None] = []
     for i, (c, gts, dur) in enumerate(zip(completions, windows, durations)):
         if not gts:
+            preds.append(None)
             out.append(None)
             continue
         d = _duration(dur, i, "tiou", required=True)
         assert d is not None
         pred = parse_answer(completion_text(c), None if strict else d, strict=strict, allow_bare=allow_bare)
+        preds.append(pred)
         out.append(tiou_score(pred, gts, d))
+    report_spans(log_extra, preds, windows)
     return out
 
 
 # --- glue IoU -------------------------------------------------------------------------------------------
-
-_GLUE_RE = re.compile(r"<glue>(.*?)</glue>", re.DOTALL)
-_NUM = r"\d+(?:\.\d+)?"
-_PAIR = rf"\({_NUM},\s*{_NUM}\)"
-#: VideoChat-R1's accepted glue text (``is_valid_two_d_list_format``): ``[(s, e), ...]``, no space inside
-#: the parentheses or after '[', optional trailing comma, ``[]`` allowed.
-_STRICT_GLUE_RE = re.compile(rf"^\[({_PAIR}(,\s*{_PAIR})*(,)?|)\]$")
-_LEADING_ZERO_INT = re.compile(r"0+[1-9]\d*")
-_TOLERANT_PAIR_RE = re.compile(r"[\[(]\s*(-?\d*\.?\d+)\s*,\s*(-?\d*\.?\d+)\s*[\])]")
-
-
-def parse_glue(text: str, duration: float | None = None, *, strict: bool = False) -> list[Span] | None:
-    """The spans of a ``<glue>[(s, e), ...]</glue>`` block; None when absent or invalid.
-
-    strict (VideoChat-R1): the FIRST ``<glue>`` block, exactly its grammar (``is_valid_two_d_list_format``:
-    the regex, then ``ast.literal_eval``, so an integer such as ``01`` is invalid), every ``s <= e``.
-    Tolerant: the LAST block, pairs written ``(s, e)`` or ``[s, e]`` with any spacing (or, when there are
-    none, ``s to e`` spans), clamped into ``[0, duration]``; any ``s > e`` makes the whole answer invalid.
-
-    >>> parse_glue("<glue>[(1.2, 5.8), (12.1, 17.1)]</glue>")
-    [(1.2, 5.8), (12.1, 17.1)]
-    >>> parse_glue("<glue>[[1.2, 5.8]]</glue>"), parse_glue("<glue>[[1.2, 5.8]]</glue>", strict=True)
-    ([(1.2, 5.8)], None)
-    >>> parse_glue("<glue>[(5, 1)]</glue>"), parse_glue("<glue>[]</glue>", strict=True)
-    (None, [])
-    """
-    blocks = _GLUE_RE.findall(text)
-    if not blocks:
-        return None
-    if strict:
-        body = blocks[0]
-        if not _STRICT_GLUE_RE.match(body):
-            return None
-        tokens = re.findall(rf"\(({_NUM}),\s*({_NUM})\)", body)
-        if any(_LEADING_ZERO_INT.fullmatch(t) for pair in tokens for t in pair):
-            return None  # VideoChat-R1 reads the list with ast.literal_eval, which rejects "01"
-        spans = [(float(s), float(e)) for s, e in tokens]
-        return None if any(s > e for s, e in spans) else spans
-    body = blocks[-1]
-    raw = [(float(s), float(e)) for s, e in _TOLERANT_PAIR_RE.findall(body)] or find_spans(body)
-    spans = [clip_span(s, duration) for s in raw]
-    return None if any(s > e for s, e in spans) else spans
 
 
 @register_reward("glue_iou")
@@ -156,7 +144,7 @@ def glue_iou_reward(completions: Sequence[Any], *, strict: bool = False, **colum
 
     VideoChat-R1's ``iou_glue_reward``: both span sets are merged (overlaps counted once), then
     ``|P & G| / |P | G|``. Departures in tolerant mode: the last ``<glue>`` block instead of the first, a looser
-    grammar (:func:`parse_glue`), clamping, and 0 instead of 1 when both sets have zero length.
+    grammar (:func:`timegrpo.parsing.parse_glue`), clamping, and 0 instead of 1 when both sets have zero length.
     Columns: ``windows`` (required), ``duration`` (optional, for clamping). 0 when absent or invalid;
     None for a sample without ground-truth windows.
 
@@ -173,5 +161,5 @@ def glue_iou_reward(completions: Sequence[Any], *, strict: bool = False, **colum
             continue
         d = None if strict else _duration(dur, i, "glue_iou", required=False)
         spans = parse_glue(completion_text(c), d, strict=strict)
-        out.append(0.0 if spans is None else merged_iou(spans, _as_windows(gts), empty=1.0 if strict else 0.0))
+        out.append(0.0 if spans is None else merged_iou(spans, as_windows(gts), empty=1.0 if strict else 0.0))
     return out

@@ -1,41 +1,34 @@
-"""Batch inference: samples -> completions -> prediction records -> grounding metrics.
+"""Batch inference: samples -> completions (a back-end's :data:`Completer`) -> prediction records.
 
 Greedy by default, with every sampling parameter set explicitly: during evaluation the model's
 ``generation_config`` is replaced by a fresh one that keeps only its special-token ids
 (:func:`explicit_generation_config`), so a checkpoint's own defaults (Qwen-VL checkpoints ship sampling
-settings such as a repetition penalty) never leak in. The metric is computed with the same IoU function as the
-reward (:func:`timegrpo.spans.temporal_iou`); a completion that does not parse scores IoU 0 and is counted
-(``unparsed``).
+settings such as a repetition penalty) never leak in. A record's ``iou`` is computed with the same IoU function
+as the reward (:func:`timegrpo.spans.temporal_iou`) on the span :func:`timegrpo.parsing.parse_answer` reads; a
+completion that does not parse scores IoU 0 and is counted (``unparsed``, :func:`timegrpo.evaluate.score.summarize`).
 
-Predictions files are jsonl, one line per sample, written and flushed line by line
-(:class:`PredictionWriter`), so an interrupted run loses nothing it wrote; :func:`read_predictions` finds
-the one partially written last line a kill can leave and (with ``repair``) cuts it off, counted. Data
-parallelism: every rank predicts ``shard(pending, rank, world)`` into its own part file and rank 0 merges
-them in annotation order (:func:`merge_predictions`). ``timegrpo eval`` (:mod:`timegrpo.eval_cli`) drives
-all of this; the HF backend generates several prompts per ``generate`` call (vision tower once per batch,
-:func:`timegrpo.rollout.generate`); the vLLM backend (:func:`vllm_completer`) runs when vLLM is installed.
+The HF completer generates several prompts per ``generate`` call (vision tower once per batch,
+:func:`timegrpo.rollout.generate`); the vLLM completer (:func:`vllm_completer`) runs when vLLM is installed.
+:mod:`timegrpo.evaluate.backends` builds them by name; :mod:`timegrpo.evaluate.run` drives a whole resumable run.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from timegrpo.data.schema import Sample
+from timegrpo.evaluate.score import summarize
 from timegrpo.inputs import VideoSource, prompt_inputs
-from timegrpo.metrics import grounding_metrics
-from timegrpo.rewards import get_reward
+from timegrpo.parsing import parse_answer
 from timegrpo.rollout import SamplingParams, generate
-from timegrpo.spans import parse_answer, temporal_iou
+from timegrpo.spans import temporal_iou
 
 #: ``(samples, videos) -> (completions, truncated flags)``: one backend call for a batch of prompts.
 Completer = Callable[[Sequence[Sample], VideoSource], tuple[list[str], list[bool]]]
@@ -47,25 +40,6 @@ _TOKEN_ID_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_sta
 def greedy(max_new_tokens: int) -> SamplingParams:
     """Greedy decoding, one completion per prompt, at most ``max_new_tokens``."""
     return SamplingParams(num_generations=1, max_completion_length=max_new_tokens, do_sample=False)
-
-
-def sampling_params(max_new_tokens: int, *, do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                    top_k: int = 0, repetition_penalty: float = 1.0) -> SamplingParams:
-    """One completion per prompt with every parameter explicit (``top_k`` 0 = off); greedy unless ``do_sample``.
-
-    >>> p = sampling_params(32, do_sample=True, temperature=0.7)
-    >>> p.num_generations, p.max_completion_length, p.generate_kwargs()["temperature"]
-    (1, 32, 0.7)
-    """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if do_sample and not temperature > 0:
-        raise ValueError(f"sampling needs temperature > 0, got {temperature}; greedy is --do-sample off")
-    if not 0 < top_p <= 1 or top_k < 0 or not repetition_penalty > 0:
-        raise ValueError(f"need 0 < top_p <= 1, top_k >= 0, repetition_penalty > 0; got {top_p}, {top_k}, "
-                         f"{repetition_penalty}")
-    return SamplingParams(num_generations=1, max_completion_length=max_new_tokens, do_sample=do_sample,
-                          temperature=temperature, top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty)
 
 
 def generation_config_for(model: nn.Module, sampling: SamplingParams) -> Any:
@@ -125,7 +99,7 @@ def prediction_record(sample: Sample, completion: str, *, strict: bool = False,
     return rec
 
 
-# ----------------------------------------------------------------------------------------------- backends
+# ----------------------------------------------------------------------------------------------- completers
 
 
 def hf_completer(model: nn.Module, processor: Any, template: Any, sampling: SamplingParams) -> Completer:
@@ -274,30 +248,6 @@ def iter_predictions(model: nn.Module, processor: Any, samples: Sequence[Sample]
         model.train(was_training)
 
 
-def summarize(records: Sequence[dict[str, Any]], *, think: bool = True) -> dict[str, float]:
-    """R1@{0.3,0.5,0.7}, mIoU (percent), ``format_rate`` (percent of completions in the template's format,
-    the ``format`` reward for think templates and ``answer_format`` otherwise) and the ``unparsed`` count.
-
-    IoU metrics cover the records with a ground truth (``iou`` not None); ``n`` counts those, the format rate
-    and ``unparsed`` cover every record.
-
-    >>> recs = [prediction_record(Sample(str(i), "v", None, 30.0, "q", [(10.0, 20.0)]), c) for i, c in
-    ...         enumerate(["<answer>10 to 20</answer>", "<answer>15 to 25</answer>", "no answer"])]
-    >>> m = summarize(recs, think=False)
-    >>> round(m["mIoU"], 2), round(m["R1@0.3"], 2), m["format_rate"], m["unparsed"], m["n"]
-    (44.44, 66.67, 66.67, 1, 3)
-    """
-    scored = [r for r in records if r.get("iou") is not None]
-    ious = [r["iou"] if r["pred_relevant_windows"] else 0.0 for r in scored]
-    out = dict(grounding_metrics(ious))
-    fmt = get_reward("format" if think else "answer_format")
-    rates = fmt([r["completion"] for r in records]) if records else []
-    out["format_rate"] = round(100.0 * sum(float(v or 0.0) for v in rates) / max(len(records), 1), 2)
-    out["unparsed"] = sum(1 for r in records if not r["pred_relevant_windows"])
-    out["n"] = len(scored)
-    return out
-
-
 def evaluate_samples(model: nn.Module, processor: Any, samples: Sequence[Sample], videos: VideoSource,
                      template: str, *, batch_size: int = 8, max_new_tokens: int = 64, think: bool = True
                      ) -> tuple[dict[str, float], list[dict[str, Any]]]:
@@ -305,124 +255,3 @@ def evaluate_samples(model: nn.Module, processor: Any, samples: Sequence[Sample]
     records = list(iter_predictions(model, processor, samples, videos, template, batch_size=batch_size,
                                     sampling=greedy(max_new_tokens)))
     return summarize(records, think=think), records
-
-
-# ----------------------------------------------------------------------------------------------- files
-
-
-def read_predictions(path: str | Path, *, repair: bool = False) -> tuple[list[dict[str, Any]], int]:
-    """The records of a predictions jsonl and the number of partially written trailing lines (0 or 1).
-
-    A kill while a line is being written leaves a last line without its newline; it is not returned, and
-    ``repair=True`` truncates the file to its last complete line. Any other line that is not a json object
-    with a ``qid`` raises, naming the file and line. A missing file has no records.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return [], 0
-    data = path.read_bytes()
-    cut = data.rfind(b"\n") + 1
-    partial = 1 if data[cut:].strip() else 0
-    if data[cut:] and repair:
-        with open(path, "r+b") as f:
-            f.truncate(cut)
-    records = []
-    for lineno, line in enumerate(data[:cut].decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} line {lineno}: not valid json ({err}); this is not an interrupted write "
-                             "(those only affect the last line): fix or delete the line, or rerun with "
-                             "--overwrite") from None
-        if not isinstance(rec, dict) or "qid" not in rec:
-            raise ValueError(f"{path} line {lineno}: a prediction must be a json object with a 'qid'")
-        records.append(rec)
-    return records, partial
-
-
-class PredictionWriter:
-    """Appends records to a jsonl: each line one ``write`` of the whole line, flushed; fsync per batch."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        self.written = 0
-
-    def write(self, records: Sequence[dict[str, Any]]) -> None:
-        for rec in records:
-            self._f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            self._f.flush()
-            self.written += 1
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self) -> PredictionWriter:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-def shard(items: Sequence[Any], rank: int, world: int) -> list[Any]:
-    """Rank ``rank``'s share of ``items`` (every ``world``-th one, so ranks get near-equal, mixed shares).
-
-    >>> shard(list(range(7)), 1, 3)
-    [1, 4]
-    """
-    if not 0 <= rank < world:
-        raise ValueError(f"need 0 <= rank < world, got rank {rank} of {world}")
-    return list(items[rank::world])
-
-
-def merge_predictions(target: str | Path, parts: Sequence[str | Path], order: Sequence[str]) -> list[dict[str, Any]]:
-    """Fold the part files into ``target``: one record per qid (the first seen: target, then parts in order),
-    sorted by ``order`` (qids not in it keep their place after those that are); written atomically, then the
-    parts are deleted. Returns the merged records."""
-    target = Path(target)
-    seen: dict[str, dict[str, Any]] = {}
-    for p in [target, *map(Path, parts)]:
-        for rec in read_predictions(p)[0]:
-            seen.setdefault(str(rec["qid"]), rec)
-    rank = {q: i for i, q in enumerate(order)}
-    merged = sorted(seen.values(), key=lambda r: rank.get(str(r["qid"]), len(rank)))
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in merged), encoding="utf-8")
-    os.replace(tmp, target)
-    for p in parts:
-        Path(p).unlink(missing_ok=True)
-    return merged
-
-
-# ----------------------------------------------------------------------------------------------- metrics
-
-
-def eval_metrics(samples: Sequence[Sample], records: Sequence[dict[str, Any]], *, benchmark: str = "grounding",
-                 think: bool = True, skipped: dict[str, int] | None = None) -> tuple[dict[str, Any], Any]:
-    """metrics.json for ``records`` against ``samples`` and the :class:`timegrpo.score.ScoreResult` behind it.
-
-    The R1/mIoU (and, for ``qvhighlights``, the official ``MR-...`` keys) come from
-    :func:`timegrpo.score.score_samples` over the samples that have a prediction; ``format_rate``,
-    ``unparsed`` and ``n`` from :func:`summarize`; ``n_truncated`` counts completions that hit the token limit;
-    ``skipped`` counts the samples left out by kind.
-    """
-    from timegrpo.score import ScoreResult, score_samples
-
-    by_qid = {str(r["qid"]): r for r in records}
-    done = [s for s in samples if s.qid in by_qid]
-    kept = [by_qid[s.qid] for s in done]
-    result = score_samples(done, by_qid, benchmark=benchmark)
-    summary = summarize(kept, think=think)
-    skipped = dict(sorted((skipped or {}).items()))
-    metrics: dict[str, Any] = {**result.metrics, "format_rate": summary["format_rate"]}
-    counts = {"n": summary["n"], "unparsed": summary["unparsed"],
-              "n_truncated": sum(1 for r in kept if r.get("truncated")),
-              "n_skipped": sum(skipped.values()),
-              **{k: v for k, v in result.counts.items()
-                 if k not in ("n_scored", "n_unparsed", "n_missing_prediction", "n_unknown_qid")}}
-    out = {**metrics, **counts, "skipped": skipped, "benchmark": benchmark}
-    return out, ScoreResult(benchmark, metrics, {**counts, **{f"n_skipped_{k}": v for k, v in skipped.items()}})
