@@ -15,6 +15,7 @@ import torch
 from timegrpo.bench import timing as timing_module
 from timegrpo.bench.arch import ARCHS, parameter_counts, save_arch_model, shrink
 from timegrpo.bench.pipeline import measure_video
+from timegrpo.bench.report import write_markdown
 from timegrpo.bench.sides import GROUPS, PHASES
 from timegrpo.bench.timing import Patcher, PhaseTimer
 from timegrpo.bench.trl_side import frames_to_images, image_messages
@@ -157,6 +158,23 @@ def test_markdown_report_is_written(bench_run):
         assert heading in text, heading
     assert "timegrpo bench --arch qwen2_5_vl_7b --frames 72 --size 280" in text
     assert f"{result['vs_trl']['step_time_ratio']:.3f}" in text
+
+
+def test_kept_sections_survive_a_regeneration(bench_run, tmp_path):
+    """A section measured elsewhere (BENCHMARKS.md's GPU run) stays, once and in place, when the report is rewritten."""
+    result, md, _ = bench_run
+    block = ("<!-- kept: gpu-run -->\n## GPU: a run made elsewhere\n\n| step (s) |\n|---|\n| 9.724 |\n"
+             "<!-- /kept: gpu-run -->")
+    path = tmp_path / "BENCH.md"
+    path.write_text(md.read_text().replace("## How the comparison", f"{block}\n\n## How the comparison"))
+    for _ in range(2):
+        write_markdown([result], path, argv=["timegrpo", "bench", "--vs-trl"])
+        text = path.read_text()
+        assert text.count(block) == 1
+        assert text.index("## GPU: not measured in this run") < text.index(block) < text.index("## How the comparison")
+    assert "A GPU run made separately" in text
+    fresh = write_markdown([result], tmp_path / "fresh.md", argv=["timegrpo", "bench"]).read_text()
+    assert "<!-- kept" not in fresh and "A GPU run made separately" not in fresh
 
 
 def _args(argv):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,24 @@ GPU_COMMANDS = [
     "--completion-len 200 --steps 5 --warmup 2 --gradient-checkpointing --vs-trl --sequential "
     "--json-out outputs/bench-7b.json --markdown outputs/BENCHMARKS-7b.md",
 ]
+
+
+#: A section that regenerating the report keeps (figures measured elsewhere, e.g. on a GPU): everything from a line
+#: ``<!-- kept: NAME -->`` to the line ``<!-- /kept: NAME -->``, markers included.
+KEPT_SECTION = re.compile(r"^<!-- kept: (\S+) -->$.*?^<!-- /kept: \1 -->$", re.MULTILINE | re.DOTALL)
+
+
+def kept_sections(path: str | Path) -> list[str]:
+    """The kept sections of the report at ``path`` (none when there is no such file).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "B.md"
+    >>> _ = p.write_text("# B\\n<!-- kept: gpu -->\\n## GPU\\nfigures\\n<!-- /kept: gpu -->\\nrest\\n")
+    >>> kept_sections(p)
+    ['<!-- kept: gpu -->\\n## GPU\\nfigures\\n<!-- /kept: gpu -->']
+    """
+    p = Path(path)
+    return [m.group(0) for m in KEPT_SECTION.finditer(p.read_text(encoding="utf-8"))] if p.is_file() else []
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -229,11 +248,14 @@ def _pipeline(results: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _gpu(results: Sequence[dict[str, Any]]) -> list[str]:
+def _gpu(results: Sequence[dict[str, Any]], kept: bool = False) -> list[str]:
     measured = [r for r in results if r["device"] == "cuda"]
     if measured:
         return ["## GPU", "", "GPU workloads are in the tables above (device cuda).", ""]
-    return ["## GPU: not measured in this run", "",
+    elsewhere = ["A GPU run made separately, with its own date, machine and command, is kept below as it was "
+                 "measured (regenerating this report keeps every section between a `<!-- kept: NAME -->` and a "
+                 "`<!-- /kept: NAME -->` line).", ""] if kept else []
+    return ["## GPU: not measured in this run", "", *elsewhere,
             "No GPU was available to this run, so the GPU figures the issue asks for (Qwen2.5-VL-3B and 7B "
             "architecture with random weights, G 8, 2 fps, 3.6K visual tokens per prompt: step time, rollout and "
             "training tokens per second, peak allocated memory, model FLOPs utilisation) were **not taken**. On a "
@@ -273,7 +295,9 @@ def _matching() -> list[str]:
 
 def write_markdown(results: Sequence[dict[str, Any]], path: str | Path, *, argv: Sequence[str],
                    suite: str | None = None, description: str = "") -> Path:
-    """Write the report (commands, machine, figures, GPU status, matching rules) to ``path``."""
+    """Write the report (commands, machine, figures, GPU status, matching rules) to ``path``, keeping the kept
+    sections (:data:`KEPT_SECTION`) of the file already there after the GPU status."""
+    kept = kept_sections(path)
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Benchmarks", "",
              f"Generated {now} by `{_command(argv)}`; `make bench` regenerates it (CPU, a few minutes). Every "
@@ -283,7 +307,8 @@ def write_markdown(results: Sequence[dict[str, Any]], path: str | Path, *, argv:
              *_machine(results), *_summary_table(results)]
     for r in results:
         lines += _workload(r)
-    lines += _pipeline(results) + _gpu(results) + _matching()
+    lines += _pipeline(results) + _gpu(results, bool(kept)) + [line for block in kept for line in (block, "")]
+    lines += _matching()
     out = Path(path)
     out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return out
