@@ -7,7 +7,8 @@ from transformers.video_utils import VideoMetadata
 
 from timegrpo.models.tiny import build_tiny_vlm
 from timegrpo.models.vision import VisionCallCounter
-from timegrpo.rollout import SamplingParams, completion_logps, generate, prepare_prompts
+from timegrpo.prompts import prepare_prompts
+from timegrpo.rollout import SamplingParams, completion_logps, generate
 
 
 def prompts(processor, lengths=(8, 12), fps=2.0):

@@ -290,7 +290,7 @@ def predict(args: argparse.Namespace, dist: Dist, mine: list[Any], video: Any, t
     from tqdm import tqdm
 
     from timegrpo import evaluate as ev
-    from timegrpo.inputs import video_source
+    from timegrpo.data.source import video_source
 
     videos = ev.memo_videos(video_source(video, cache_dir=args.frame_cache))
     complete, _, context = load_backend(args, dist, template, sampling, video)

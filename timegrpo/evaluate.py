@@ -31,8 +31,9 @@ import torch
 from torch import nn
 
 from timegrpo.data.schema import Sample
-from timegrpo.inputs import VideoSource, prompt_inputs
+from timegrpo.data.source import VideoSource
 from timegrpo.metrics import grounding_metrics
+from timegrpo.prompts import prompt_inputs
 from timegrpo.rewards import get_reward
 from timegrpo.rollout import SamplingParams, generate
 from timegrpo.spans import parse_answer, temporal_iou

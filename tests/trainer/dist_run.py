@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 
 from timegrpo.config import load_config
+from timegrpo.data.source import video_source
 from timegrpo.data.synthetic import load_split, recommended_sampling
-from timegrpo.inputs import video_source
 from timegrpo.models.loading import prepare_policy
 from timegrpo.models.tiny import build_tiny_vlm
 from timegrpo.rewards.base import register_reward
-from timegrpo.trainer import GRPOTrainer
+from timegrpo.trainer.grpo import GRPOTrainer
 
 
 @register_reward("test_length")

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from timegrpo.config import load_config
+from timegrpo.data.source import video_source
 from timegrpo.data.synthetic import load_split, recommended_sampling
-from timegrpo.inputs import video_source
 from timegrpo.models.loading import prepare_policy
 from timegrpo.models.tiny import build_tiny_vlm
 from timegrpo.rewards.base import REWARDS, register_reward
-from timegrpo.trainer import GRPOTrainer
+from timegrpo.trainer.grpo import GRPOTrainer
 
 if "test_length" not in REWARDS:  # a random tiny model scores 0 on tiou/format: give GRPO a signal to follow
 
@@ -53,9 +53,28 @@ def test_one_step_trains_llm_and_merger_not_vision_tower(synth_dir, tmp_path):
     # the vision tower ran once per prompt: 2 prompts, not 2 x (G generations + old/ref/train forwards)
     assert metrics["vision_tower_calls"] == metrics["prompts"] == 2
     for key in ("reward", "rewards/test_length/mean", "rewards/format/std", "kl", "frac_reward_zero_std",
-                "completions/mean_length", "iou", "loss", "clip_ratio/region_mean"):
+                "completions/mean_length", "loss", "clip_ratio/region_mean"):
         assert key in metrics, key
+    assert "iou" not in metrics  # no reward reported an IoU, and the trainer parses nothing itself
     assert metrics["completions/mean_length"] <= 8
+
+
+def test_logged_iou_is_the_one_the_rewards_report(synth_dir, tmp_path):
+    """``iou`` is the mean of what the rewards reported (``extra["iou"]``, None skipped), not a re-parse."""
+    from timegrpo.rewards import RewardBreakdown
+
+    trainer = make_trainer(synth_dir, tmp_path, "--train.max_steps", "1", "--train.num_generations", "2")
+    samples = trainer.samples[:1]
+
+    def rewards(completions, **columns):
+        out = RewardBreakdown(total=[0.5, 1.0], per_func={"tiou": [0.5, 1.0]})
+        out.extra = {"iou": [0.25, None]}
+        return out
+
+    trainer.rewards = rewards
+    total, metrics = trainer.score(["<answer>1 to 2</answer>", "nonsense"], samples)
+    assert total.tolist() == [0.5, 1.0]
+    assert metrics["iou"] == 0.25 and metrics["rewards/tiou/mean"] == 0.75
 
 
 def test_resume_reaches_the_same_parameters(synth_dir, tmp_path):

@@ -21,7 +21,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.data.cli",
     "timegrpo.score",
     "timegrpo.eval_cli",
-    "timegrpo.train",
+    "timegrpo.cli.train",
     "timegrpo.push_cli",
     "timegrpo.detr.cli",
     "timegrpo.demo",
