@@ -118,13 +118,24 @@ def _sft(cfg: Any, model: Any, processor: Any, train: list[Any], videos: Any, ou
     return SFTTrainer(replace(cfg, sft=sft), model, processor, train, videos, target=FIXED_RATIONALE_TARGET)
 
 
+def _synthesise(dc: DemoConfig, out: Path) -> tuple[list[Any], list[Any], Any]:
+    """The synthetic benchmark in ``OUT/data`` (noisy train labels): train and test samples and their frames."""
+    from timegrpo.data.source import video_source
+    from timegrpo.data.synthetic import SynthConfig, generate, load_split, recommended_sampling
+
+    data = out / "data"
+    generate(SynthConfig(n=dc.n_videos, seed=dc.seed, val_size=0, test_size=dc.test_size,
+                         label_jitter=dc.label_jitter), data)
+    videos = video_source(recommended_sampling(), cache_dir=str(out / "frames"))
+    return load_split(data, "train"), load_split(data, "test"), videos
+
+
 def run_demo(dc: DemoConfig) -> dict[str, Any]:
     """Run every stage (see the module docstring); returns the report also written to ``OUT/report.json``."""
     import torch
 
     from timegrpo.config import load_config
-    from timegrpo.data.source import video_source
-    from timegrpo.data.synthetic import QUERIES, SynthConfig, generate, load_split, recommended_sampling
+    from timegrpo.data.synthetic import QUERIES
     from timegrpo.evaluate import evaluate_samples
     from timegrpo.models.loading import prepare_policy
     from timegrpo.models.tiny import build_tiny_vlm
@@ -141,11 +152,7 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
         print(f"[demo] {name}: {timings[name]} s", flush=True)
 
     t0 = time.perf_counter()
-    data = out / "data"
-    generate(SynthConfig(n=dc.n_videos, seed=dc.seed, val_size=0, test_size=dc.test_size,
-                         label_jitter=dc.label_jitter), data)
-    train, test = load_split(data, "train"), load_split(data, "test")
-    videos = video_source(recommended_sampling(), cache_dir=str(out / "frames"))
+    train, test, videos = _synthesise(dc, out)
     lap("synthesise", t0)
 
     cfg = load_config(dc.recipe, ["--train.output_dir", str(out / "grpo"), "--train.seed", str(dc.seed),
@@ -188,19 +195,29 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
     lap("continued sft", t0)
     sft_continued = evaluate("sft_continued", warm)
 
-    floor = constant_floor(train, test)
-    rows = {"constant window": floor, "before (SFT warm start)": before, "after GRPO": after,
-            "continued SFT (same time)": sft_continued}
+    logs = {"sft": sft_logs, "grpo": rl_logs, "sft_continued": cont_logs}
+    results = {"before": before, "after": after, "sft_continued": sft_continued,
+               "constant_floor": constant_floor(train, test)}
+    timings["total"] = round(time.perf_counter() - t_start, 1)
+    return _report(dc, cfg, out, results, logs, timings)
+
+
+def _report(dc: DemoConfig, cfg: Any, out: Path, results: dict[str, dict], logs: dict[str, list],
+            timings: dict[str, float]) -> dict[str, Any]:
+    """Write ``OUT/report.json`` and the plots, print the table; returns the report."""
+    before, after, cont = results["before"], results["after"], results["sft_continued"]
+    rows = {"constant window": results["constant_floor"], "before (SFT warm start)": before, "after GRPO": after,
+            "continued SFT (same time)": cont}
     report = {
-        "before": before, "after": after, "sft_continued": sft_continued, "constant_floor": floor,
+        **results,
         "grpo_gain_mIoU": round(after["mIoU"] - before["mIoU"], 2),
-        "sft_gain_mIoU": round(sft_continued["mIoU"] - before["mIoU"], 2),
-        "steps": {"sft": len(sft_logs), "grpo": len(rl_logs), "sft_continued": len(cont_logs)},
-        "timings_s": {**timings, "total": round(time.perf_counter() - t_start, 1)},
+        "sft_gain_mIoU": round(cont["mIoU"] - before["mIoU"], 2),
+        "steps": {k: len(v) for k, v in logs.items()},
+        "timings_s": timings,
         "config": asdict(dc), "grpo_config": asdict(cfg.train),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    _plots(out / "plots", sft_logs, rl_logs, rows)
+    _plots(out / "plots", logs["sft"], logs["grpo"], rows)
     print("\n" + _table(rows) + "\n", flush=True)
     print(f"[demo] GRPO: {report['grpo_gain_mIoU']:+.1f} mIoU, continued SFT: {report['sft_gain_mIoU']:+.1f} mIoU "
           f"over the warm start; report in {out / 'report.json'}, plots in {out / 'plots'}", flush=True)

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +16,7 @@ from timegrpo.models.tiny import build_tiny_vlm
 from timegrpo.prompts import prompt_inputs, sft_target
 from timegrpo.trainer.sft import SFTTrainer
 
-HERE = Path(__file__).resolve().parent
-RECIPE = HERE.parents[1] / "recipes" / "tiny_cpu.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
 # 8 samples, 3 per micro-batch: epochs of 3 micro-batches, the last one short
 FAST = ["--sft.per_device_train_batch_size", "3", "--sft.save_steps", "0", "--sft.logging_steps", "1",
         "--sft.lr_scheduler_type", "linear", "--sft.warmup_ratio", "0.5", "--sft.learning_rate", "1e-3"]
@@ -106,26 +102,12 @@ def test_resume_reaches_the_same_parameters(synth_dir, tmp_path):
     assert [m["learning_rate"] for m in resumed.history] == [m["learning_rate"] for m in full.history[2:]]
 
 
-def _run(cmd, env):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-
-def test_two_processes_equal_one_process_with_twice_the_accumulation(synth_dir, tmp_path):
+def test_two_processes_equal_one_process_with_twice_the_accumulation(two_layouts):
     """torchrun --nproc_per_node 2 == 1 process x accum 2, learning-rate schedule included (Accelerate steps a
     prepared scheduler once per process: the loop stretches the schedule to match)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    common = ["--sft.per_device_train_batch_size", "1", "--sft.max_steps", "3"]
-    script = str(HERE / "dist_sft.py")
-    _run([sys.executable, script, str(synth_dir), str(tmp_path / "one"), "2", *common], env)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
-          script, str(synth_dir), str(tmp_path / "two"), "1", *common], env)
-    one = torch.load(tmp_path / "one" / "rank0.pt")
-    r0, r1 = (torch.load(tmp_path / "two" / f"rank{r}.pt") for r in (0, 1))
-    assert one["world"] == 1 and r0["world"] == r1["world"] == 2
-    for name, value in r0["params"].items():
-        assert torch.equal(value, r1["params"][name]), f"ranks disagree on {name}"
-        torch.testing.assert_close(value, one["params"][name], rtol=1e-5, atol=1e-6, msg=name)
+    common = ["--sft.per_device_train_batch_size", "1", "--sft.max_steps", "3", "--sft.lr_scheduler_type", "linear",
+              "--sft.warmup_ratio", "0.4", "--sft.learning_rate", "1e-3", "--sft.save_steps", "0"]
+    one, r0 = two_layouts("sft", *common, port=29519)  # same parameters on both ranks and in both layouts
+    assert [a["learning_rate"] for a in one["history"]] == [b["learning_rate"] for b in r0["history"]] == [5e-4, 1e-3, 0]
     for a, b in zip(one["history"], r0["history"], strict=True):
-        assert a["learning_rate"] == b["learning_rate"]
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
