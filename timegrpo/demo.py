@@ -21,10 +21,10 @@ SFT for the same 210 s to 48.9 (+0.2).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"
 
 @dataclass
 class DemoConfig:
-    """What the demo runs; every field is a ``timegrpo demo`` flag."""
+    """What the demo runs; every field is a ``timegrpo demo`` option (:mod:`timegrpo.cli.demo`)."""
 
     out: str = field(default="outputs/demo", metadata={"help": "output folder (data, checkpoints, report, plots)"})
     n_videos: int = field(default=900, metadata={"help": "synthetic videos in all splits"})
@@ -130,13 +130,31 @@ def _synthesise(dc: DemoConfig, out: Path) -> tuple[list[Any], list[Any], Any]:
     return load_split(data, "train"), load_split(data, "test"), videos
 
 
+def _evaluator(out: Path, processor: Any, test: list[Any], videos: Any, cfg: Any,
+               lap: Callable[[str, float], None]) -> Callable[[str, Any], dict[str, float]]:
+    """``evaluate(tag, model)``: held-out metrics, predictions written to ``OUT/predictions/TAG.jsonl``."""
+    from timegrpo.evaluate import evaluate_samples
+
+    def evaluate(tag: str, m: Any) -> dict[str, float]:
+        t1 = time.perf_counter()
+        metrics, records = evaluate_samples(m, processor, test, videos, cfg.data.prompt_template, batch_size=100,
+                                            max_new_tokens=cfg.train.max_completion_length)
+        (out / "predictions").mkdir(parents=True, exist_ok=True)
+        with open(out / "predictions" / f"{tag}.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        lap(f"eval {tag}", t1)
+        print(f"[demo] {tag}: " + json.dumps({k: round(v, 2) for k, v in metrics.items()}), flush=True)
+        return metrics
+
+    return evaluate
+
+
 def run_demo(dc: DemoConfig) -> dict[str, Any]:
     """Run every stage (see the module docstring); returns the report also written to ``OUT/report.json``."""
     import torch
 
-    from timegrpo.config import load_config
+    from timegrpo.config import load_recipe
     from timegrpo.data.synthetic import QUERIES
-    from timegrpo.evaluate import evaluate_samples
     from timegrpo.models.loading import prepare_policy
     from timegrpo.models.tiny import build_tiny_vlm
     from timegrpo.prompts import FIXED_RATIONALE_TARGET
@@ -155,24 +173,13 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
     train, test, videos = _synthesise(dc, out)
     lap("synthesise", t0)
 
-    cfg = load_config(dc.recipe, ["--train.output_dir", str(out / "grpo"), "--train.seed", str(dc.seed),
+    cfg = load_recipe(dc.recipe, ["--train.output_dir", str(out / "grpo"), "--train.seed", str(dc.seed),
                                   "--train.max_steps", str(dc.rl_steps)])
-    template = cfg.data.prompt_template
     corpus = [q for qs in QUERIES.values() for q in qs] + [FIXED_RATIONALE_TARGET]
     model, processor = build_tiny_vlm(dc.family, seed=dc.seed, corpus=corpus)
     model = prepare_policy(model)
 
-    def evaluate(tag: str, m: Any) -> dict[str, float]:
-        t1 = time.perf_counter()
-        metrics, records = evaluate_samples(m, processor, test, videos, template, batch_size=100,
-                                            max_new_tokens=cfg.train.max_completion_length)
-        (out / "predictions").mkdir(parents=True, exist_ok=True)
-        with open(out / "predictions" / f"{tag}.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        lap(f"eval {tag}", t1)
-        print(f"[demo] {tag}: " + json.dumps({k: round(v, 2) for k, v in metrics.items()}), flush=True)
-        return metrics
-
+    evaluate = _evaluator(out, processor, test, videos, cfg, lap)
     t0 = time.perf_counter()
     cap = dc.max_seconds or None
     sft_logs = _sft(cfg, model, processor, train, videos, out / "sft", seed=dc.seed, steps=dc.sft_steps).train(
@@ -223,12 +230,3 @@ def _report(dc: DemoConfig, cfg: Any, out: Path, results: dict[str, dict], logs:
           f"over the warm start; report in {out / 'report.json'}, plots in {out / 'plots'}", flush=True)
     return report
 
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("demo", help="the main job end to end on CPU on the synthetic benchmark",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in DemoConfig.__dataclass_fields__.values():
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                       help=f.metadata["help"])
-    p.set_defaults(func=lambda args: run_demo(DemoConfig(**{
-        k: getattr(args, k) for k in DemoConfig.__dataclass_fields__})) and 0)

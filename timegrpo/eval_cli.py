@@ -410,7 +410,7 @@ def _int_or_none(text: str) -> int | None:
 
 
 def _data_default(name: str) -> Any:
-    from timegrpo.config.sections import DataConfig
+    from timegrpo.config.recipe import DataConfig
 
     return DataConfig.__dataclass_fields__[name].default
 

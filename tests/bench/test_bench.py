@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from timegrpo.bench import configs_from_args
 from timegrpo.bench import timing as timing_module
 from timegrpo.bench.arch import ARCHS, parameter_counts, save_arch_model, shrink
 from timegrpo.bench.pipeline import measure_video
@@ -20,6 +19,7 @@ from timegrpo.bench.timing import Patcher, PhaseTimer
 from timegrpo.bench.trl_side import frames_to_images, image_messages
 from timegrpo.bench.workload import BenchConfig
 from timegrpo.cli import build_parser, main
+from timegrpo.cli.bench import configs_from_args
 from timegrpo.data.schema import Sample
 
 FRAMES, SIZE, PROMPTS, G, LEN = 4, 56, 2, 2, 4
@@ -97,13 +97,18 @@ def test_markdown_report_is_written(bench_run):
     assert f"{result['vs_trl']['step_time_ratio']:.3f}" in text
 
 
+def _args(argv):
+    args, extra = build_parser().parse_known_args(argv)
+    args.overrides = extra
+    return args
+
+
 def test_cli_registers_bench_and_suite_overrides():
-    args = build_parser().parse_args(["bench", "--suite", "cpu", "--steps", "2", "--vs-trl"])
-    configs = configs_from_args(args)
+    _, configs = configs_from_args(_args(["bench", "--suite", "cpu", "--steps", "2", "--vs-trl"]))
     assert [c.label for c in configs] == ["tiny-demo", "3b-shaped", "3b-shaped-g8"]
     assert all(c.steps == 2 and c.vs_trl for c in configs)
     assert configs[1].arch == "qwen2_5_vl_3b" and configs[0].frames == 16
-    single = configs_from_args(build_parser().parse_args(["bench", "--frames", "8", "--tiny", "qwen2_vl"]))
+    _, single = configs_from_args(_args(["bench", "--frames", "8", "--tiny", "qwen2_vl"]))
     assert len(single) == 1 and single[0].frames == 8 and single[0].tiny == "qwen2_vl"
     assert single[0].visual_tokens == 4 * 4
 

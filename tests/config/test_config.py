@@ -7,20 +7,23 @@ import dataclasses
 import pytest
 import yaml
 
+from timegrpo.algos.losses import LossSettings
 from timegrpo.config import (
-    SECTIONS,
     ConfigError,
-    GRPOConfig,
-    TrainConfig,
+    RecipeConfig,
+    RLConfig,
     coerce_value,
-    config_from_dict,
     format_help,
-    load_config,
+    load_recipe,
     parse_overrides,
+    recipe_from_dict,
     save_config,
     to_dict,
     to_yaml,
 )
+from timegrpo.config.core import sections_of
+
+SECTIONS = sections_of(RecipeConfig)
 
 
 def write(tmp_path, text, name="recipe.yaml"):
@@ -50,7 +53,7 @@ sft:
 
 
 def test_recipe_values_are_typed(tmp_path):
-    cfg = load_config(write(tmp_path, RECIPE), [])
+    cfg = load_recipe(write(tmp_path, RECIPE), [])
     assert cfg.model.model_name_or_path == "Qwen/Qwen2.5-VL-3B-Instruct" and cfg.model.gradient_checkpointing is True
     assert cfg.data.total_pixels == 2809856 and cfg.data.fps == 2.0
     assert cfg.train.learning_rate == 1e-6 and isinstance(cfg.train.learning_rate, float)
@@ -59,18 +62,18 @@ def test_recipe_values_are_typed(tmp_path):
 
 
 def test_round_trip_through_yaml(tmp_path):
-    cfg = load_config(write(tmp_path, RECIPE), ["--use_lora", "--train.epsilon_high", "0.28", "--method", "grpo"])
+    cfg = load_recipe(write(tmp_path, RECIPE), ["--use_lora", "--train.epsilon_high", "0.28", "--method", "grpo"])
     path = save_config(cfg, tmp_path / "out" / "config.yaml", header="resolved config of run X")
     assert path.read_text().startswith("# resolved config of run X\nmethod: grpo\n")
-    again = load_config(path, [])
+    again = load_recipe(path, [])
     assert again == cfg
-    assert config_from_dict(yaml.safe_load(to_yaml(cfg))) == cfg
+    assert recipe_from_dict(yaml.safe_load(to_yaml(cfg))) == cfg
     assert list(to_dict(cfg)) == ["method", "model", "data", "train", "sft"]
-    assert load_config(None, []) == TrainConfig()
+    assert load_recipe(None, []) == RecipeConfig()
 
 
 def test_overrides_qualified_bare_equals_and_flags(tmp_path):
-    cfg = load_config(
+    cfg = load_recipe(
         write(tmp_path, RECIPE),
         ["--train.beta", "0", "--temperature=0.7", "--reward_funcs", "iou,format", "--reward_weights", "none",
          "--use_lora", "--model.freeze_vision_tower", "false", "--max_completion_length", "1024",
@@ -81,17 +84,17 @@ def test_overrides_qualified_bare_equals_and_flags(tmp_path):
     assert cfg.model.use_lora is True and cfg.model.freeze_vision_tower is False
     assert cfg.train.max_completion_length == 1024 and cfg.data.nframes == 16 and cfg.train.max_steps == 3
     assert cfg.train.loss_type == "bnpo"  # untouched recipe value survives
-    later_wins = load_config(None, ["--beta", "0.1", "--train.beta", "0.2"])
+    later_wins = load_recipe(None, ["--beta", "0.1", "--train.beta", "0.2"])
     assert later_wins.train.beta == 0.2
 
 
 def test_ambiguous_bare_key_needs_a_section_or_a_preference():
     with pytest.raises(ConfigError, match="--learning_rate is ambiguous: say which with --train.learning_rate or "
                                           "--sft.learning_rate"):
-        load_config(None, ["--learning_rate", "1e-5"])
-    cfg = load_config(None, ["--learning_rate", "1e-5"], prefer_section="sft")
+        load_recipe(None, ["--learning_rate", "1e-5"])
+    cfg = load_recipe(None, ["--learning_rate", "1e-5"], prefer_section="sft")
     assert cfg.sft.learning_rate == 1e-5 and cfg.train.learning_rate == 1e-6
-    assert parse_overrides(["--seed", "3"], prefer_section="train") == [("train.seed", "3")]
+    assert parse_overrides(RecipeConfig, ["--seed", "3"], prefer_section="train") == [("train.seed", "3")]
 
 
 @pytest.mark.parametrize(
@@ -100,7 +103,7 @@ def test_ambiguous_bare_key_needs_a_section_or_a_preference():
         (["--betta", "0"], r"unknown option --betta; did you mean --beta"),
         (["--train.lr", "1"], r"unknown option --train.lr"),
         (["--model.beta", "0"], r"unknown option --model.beta; did you mean .*--train.beta"),
-        (["beta", "0"], r"expected an option like --train.beta 0, got 'beta'"),
+        (["beta", "0"], r"expected an option like --section.key VALUE, got 'beta'"),
         (["--beta"], r"option --train.beta needs a value \(float\)"),
         (["--beta", "high"], r"--train.beta: expected a number, got 'high'"),
         (["--num_generations", "2.5"], r"--train.num_generations: expected an integer, got '2.5'"),
@@ -112,26 +115,26 @@ def test_ambiguous_bare_key_needs_a_section_or_a_preference():
 )
 def test_override_errors_are_clear(overrides, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(None, overrides)
+        load_recipe(None, overrides)
 
 
 def test_recipe_errors_name_the_file_and_key(tmp_path):
     bad_key = write(tmp_path, "train:\n  betaa: 0.1\n", "bad_key.yaml")
     with pytest.raises(ConfigError, match=r"bad_key.yaml: unknown key train.betaa; did you mean train.beta"):
-        load_config(bad_key, [])
+        load_recipe(bad_key, [])
     bad_section = write(tmp_path, "trian:\n  beta: 0.1\n", "bad_section.yaml")
     with pytest.raises(ConfigError, match=r"unknown section 'trian'; did you mean 'train'\? \(known: method, model, data, train, sft\)"):
-        load_config(bad_section, [])
+        load_recipe(bad_section, [])
     bad_type = write(tmp_path, "train:\n  num_generations: eight\n", "bad_type.yaml")
     with pytest.raises(ConfigError, match=r"bad_type.yaml: train.num_generations: expected an integer, got 'eight'"):
-        load_config(bad_type, [])
+        load_recipe(bad_type, [])
     bad_value = write(tmp_path, "train:\n  epsilon: 1.5\n", "bad_value.yaml")
     with pytest.raises(ConfigError, match=r"train.epsilon: must be in \(0, 1\), got 1.5 \(in recipe .*bad_value.yaml\)"):
-        load_config(bad_value, [])
+        load_recipe(bad_value, [])
     with pytest.raises(ConfigError, match="does not exist"):
-        load_config(tmp_path / "missing.yaml", [])
+        load_recipe(tmp_path / "missing.yaml", [])
     with pytest.raises(ConfigError, match="expected a mapping"):
-        load_config(write(tmp_path, "- a\n- b\n", "list.yaml"), [])
+        load_recipe(write(tmp_path, "- a\n- b\n", "list.yaml"), [])
 
 
 def test_coercion_table():
@@ -169,22 +172,22 @@ def test_coercion_table():
 )
 def test_grpo_validation(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        GRPOConfig(**kwargs)
+        RLConfig(**kwargs)
 
 
 def test_cross_section_validation_and_loss_settings():
     with pytest.raises(ConfigError, match="train.num_generations: must be >= 2 for method 'grpo'"):
-        load_config(None, ["--num_generations", "1"])
+        load_recipe(None, ["--num_generations", "1"])
     with pytest.raises(ConfigError, match="train.teacher_model_name_or_path: is required with method: opd"):
-        load_config(None, ["--method", "opd", "--num_generations", "1"])
+        load_recipe(None, ["--method", "opd", "--num_generations", "1"])
     with pytest.raises(ConfigError, match="method: 'ppo' is not one of grpo, opd"):
-        load_config(None, ["--method", "ppo"])
-    opd = load_config(None, ["--method", "opd", "--num_generations", "1", "--teacher_model_name_or_path", "/t",
+        load_recipe(None, ["--method", "ppo"])
+    opd = load_recipe(None, ["--method", "opd", "--num_generations", "1", "--teacher_model_name_or_path", "/t",
                              "--opd_reward_clamp", "5"])
-    settings = opd.loss_settings()
+    settings = LossSettings.from_recipe(opd)
     assert (settings.objective, settings.opd_reward_clamp, settings.loss_type) == ("opd", 5.0, "dapo")
-    grpo = load_config(None, ["--loss_type", "dr_grpo", "--max_completion_length", "200", "--beta", "0.04"])
-    settings = grpo.loss_settings()
+    grpo = load_recipe(None, ["--loss_type", "dr_grpo", "--max_completion_length", "200", "--beta", "0.04"])
+    settings = LossSettings.from_recipe(grpo)
     assert (settings.objective, settings.max_completion_length, settings.beta) == ("clipped", 200, 0.04)
 
 
@@ -207,11 +210,11 @@ def test_section_validation(section, kwargs, message):
 
 
 def test_every_field_has_a_help_string_and_a_default():
-    for cls in (TrainConfig, *SECTIONS.values()):
+    for cls in (RecipeConfig, *SECTIONS.values()):
         for f in dataclasses.fields(cls):
             assert len(f.metadata.get("help", "")) > 5, f"{cls.__name__}.{f.name} has no help"
             assert f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-    text = format_help()
+    text = format_help(RecipeConfig)
     assert "--train.beta (float, default 0.0): KL coefficient" in text
     assert "--sft.learning_rate (float, default 1e-05)" in text
 
@@ -219,16 +222,16 @@ def test_every_field_has_a_help_string_and_a_default():
 def test_schedulers_are_known_to_transformers():
     from transformers import SchedulerType
 
-    from timegrpo.config.sections import LR_SCHEDULERS
+    from timegrpo.config.recipe import LR_SCHEDULERS
 
     assert set(LR_SCHEDULERS) <= {s.value for s in SchedulerType}
 
 
 def test_data_section_builds_the_video_sampler():
-    video = pytest.importorskip("timegrpo.data.video")
     from timegrpo.config import DataConfig
+    from timegrpo.data.video import VideoSampling
 
-    sampling = video.VideoSampling(**DataConfig().video_sampling_kwargs())
+    sampling = VideoSampling(**DataConfig().video_sampling_kwargs())
     assert (sampling.fps, sampling.nframes, sampling.total_pixels, sampling.max_frames) == (2.0, None, 2809856, 768)
-    fixed = video.VideoSampling(**DataConfig(nframes=16).video_sampling_kwargs())
+    fixed = VideoSampling(**DataConfig(nframes=16).video_sampling_kwargs())
     assert (fixed.fps, fixed.nframes) == (None, 16)  # nframes wins over the default fps

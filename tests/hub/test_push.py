@@ -18,8 +18,9 @@ import pytest
 from huggingface_hub import metadata_load
 
 from timegrpo.cli import main
-from timegrpo.config import load_config, save_config, to_dict
-from timegrpo.hub import PushError, push_checkpoint
+from timegrpo.config import load_recipe, save_config, to_dict
+from timegrpo.hub import PushError, push_checkpoint, read_eval
+from timegrpo.prompts import get_template
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "time_r1_qwen2_5_vl_7b.yaml"
@@ -27,6 +28,12 @@ RECIPE = REPO / "recipes" / "time_r1_qwen2_5_vl_7b.yaml"
 CHARADES = {"R1@0.3": 61.25, "R1@0.5": 45.5, "R1@0.7": 20.75, "mIoU": 41.125, "format_rate": 98.0, "n": 80,
             "unparsed": 2, "skipped": {}, "benchmark": "grounding", "annotations": {"records": 80}, "run": {}}
 ANET = {"R1@0.3": 50.0, "R1@0.5": 30.0, "R1@0.7": 12.5, "mIoU": 33.3333}
+#: What the upload folder of checkpoint-3 with the charades evaluation holds: no `state/`, no `rng_state.pth`.
+UPLOADED = ["README.md", "chat_template.jinja", "config.json", "eval/charades_sta/eval_config.json",
+            "eval/charades_sta/metrics.json", "generation_config.json", "model.safetensors", "processor_config.json",
+            "recipe.yaml", "tokenizer.json", "tokenizer_config.json", "training_metrics.jsonl"]
+#: Checkpoint files that are training state (the run_dir fixture writes them); none is ever uploaded.
+TRAINING_STATE = ["rng_state.pth", "state/optimizer.bin", "state/random_states_0.pkl"]
 OVERRIDES = ["--data.train_file", "data/time_r1/train_2k5.json", "--train.max_steps", "3", "--data.nframes", "4",
              "--max_completion_length", "8", "--data.total_pixels", "4096*28*28"]
 
@@ -42,7 +49,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ckpt / "state" / "optimizer.bin").write_bytes(b"\0" * 64)
     (ckpt / "state" / "random_states_0.pkl").write_bytes(b"\0" * 8)
     (ckpt / "rng_state.pth").write_bytes(b"\0" * 8)
-    cfg = load_config(RECIPE, [*OVERRIDES, "--train.output_dir", str(out)])
+    cfg = load_recipe(RECIPE, [*OVERRIDES, "--train.output_dir", str(out)])
     launch = RECIPE.read_text().splitlines()[0]
     save_config(cfg, out / "config.yaml", header=launch.lstrip("# "))
     (out / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": 0.5 + s / 10, "iou": s / 10}) + "\n"
@@ -64,6 +71,10 @@ def _push(run_dir: Path, *extra: str) -> list[str]:
             "--eval", str(run_dir / "evals" / "charades"), *extra]
 
 
+def _files(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
 def _card_code(readme: Path) -> str:
     text = readme.read_text()
     return re.search(r"```python\n(.*?)```", text, re.S).group(1)
@@ -78,16 +89,24 @@ def test_dry_run_writes_a_loadable_folder_without_training_state(run_dir, tmp_pa
     assert main([*_push(run_dir, "--dry-run", "--out", str(out))]) == 0
     printed = capsys.readouterr().out
     assert f"upload folder: {out}" in printed and "dry run: nothing uploaded" in printed
-    assert "left out: state/" in printed and "left out: rng_state.pth (training state)" in printed
-    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == sorted(["README.md", "chat_template.jinja", "config.json", "generation_config.json",
-                            "model.safetensors", "processor_config.json", "tokenizer.json", "tokenizer_config.json",
-                            "recipe.yaml", "training_metrics.jsonl", "eval/charades_sta/metrics.json",
-                            "eval/charades_sta/eval_config.json"])
+    left_out = [line for line in printed.splitlines() if line.startswith("left out: ")]
+    assert left_out == ["left out: rng_state.pth (training state)",
+                        "left out: state/ (folder: training state or not part of a from_pretrained model)"]
+    assert f"files (12): {', '.join(UPLOADED)}" in printed
+    files = _files(out)
+    assert files == UPLOADED and not set(TRAINING_STATE) & set(files)
+    # every top-level checkpoint file but the RNG state is uploaded byte for byte; the evaluation and the log verbatim
+    ckpt = run_dir / "out" / "checkpoint-3"
+    model_files = [f for f in UPLOADED if "/" not in f and f not in ("README.md", "recipe.yaml", "training_metrics.jsonl")]
+    assert sorted(p.name for p in ckpt.iterdir() if p.is_file()) == sorted([*model_files, "rng_state.pth"])
+    assert all((out / f).read_bytes() == (ckpt / f).read_bytes() for f in model_files)
+    assert json.loads((out / "eval" / "charades_sta" / "metrics.json").read_text()) == CHARADES
+    assert (out / "training_metrics.jsonl").read_text() == (run_dir / "out" / "metrics.jsonl").read_text()
     # the weights load back identical to the checkpoint's, and the processor renders the same chat
     state = AutoModelForImageTextToText.from_pretrained(out).state_dict()
     ref_state = AutoModelForImageTextToText.from_pretrained(run_dir / "out" / "checkpoint-3").state_dict()
-    assert len(load_file(out / "model.safetensors")) == 81 and state.keys() == ref_state.keys()
+    assert load_file(out / "model.safetensors").keys() == load_file(ckpt / "model.safetensors").keys()
+    assert state.keys() == ref_state.keys()
     assert all(torch.equal(state[k], v) for k, v in ref_state.items())
     proc, ref = AutoProcessor.from_pretrained(out), AutoProcessor.from_pretrained(run_dir / "out" / "checkpoint-3")
     chat = [{"role": "user", "content": [{"type": "text", "text": "when?"}, {"type": "video"}]}]
@@ -96,7 +115,7 @@ def test_dry_run_writes_a_loadable_folder_without_training_state(run_dir, tmp_pa
     assert "<|video_pad|>" in proc.apply_chat_template(chat, add_generation_prompt=True)
     # the recipe is the run's config, verbatim, and loads back to the same config
     assert (out / "recipe.yaml").read_text() == (run_dir / "out" / "config.yaml").read_text()
-    assert to_dict(load_config(out / "recipe.yaml")) == to_dict(load_config(run_dir / "out" / "config.yaml"))
+    assert to_dict(load_recipe(out / "recipe.yaml")) == to_dict(load_recipe(run_dir / "out" / "config.yaml"))
 
 
 def test_card_front_matter_and_model_index(run_dir, tmp_path):
@@ -106,7 +125,8 @@ def test_card_front_matter_and_model_index(run_dir, tmp_path):
     meta = metadata_load(out / "README.md")
     assert meta["license"] == "apache-2.0" and meta["base_model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "video-text-to-text"
-    assert {"timegrpo", "grpo", "temporal-video-grounding", "bnpo"} <= set(meta["tags"])
+    assert meta["tags"] == ["timegrpo", "grpo", "reinforcement-learning", "temporal-video-grounding", "video-llm",
+                            "qwen-vl", "bnpo"]
     assert meta["datasets"] == ["time_r1", "charades_sta", "anet"]
     (index,) = meta["model-index"]
     assert index["name"] == "me/tiny-time-r1"
@@ -115,9 +135,14 @@ def test_card_front_matter_and_model_index(run_dir, tmp_path):
     charades = by_dataset["charades_sta"]
     assert charades["task"]["type"] == "temporal-video-grounding"
     assert charades["dataset"]["name"] == "Charades-STA" and charades["dataset"]["split"] == "test"
+    # the model-index holds the evaluations' metrics.json numbers (CHARADES, ANET), rounded to 2 decimals
     assert {m["type"]: m["value"] for m in charades["metrics"]} == {
         "R1@0.3": 61.25, "R1@0.5": 45.5, "R1@0.7": 20.75, "mIoU": 41.12}
-    assert {m["type"]: m["value"] for m in by_dataset["anet"]["metrics"]}["mIoU"] == 33.33
+    anet = by_dataset["anet"]
+    assert (anet["dataset"]["name"], anet["dataset"]["split"]) == ("anet", "val_2")
+    assert {m["type"]: m["value"] for m in anet["metrics"]} == {
+        "R1@0.3": 50.0, "R1@0.5": 30.0, "R1@0.7": 12.5, "mIoU": 33.33}
+    assert all(m["name"] == m["type"] for r in index["results"] for m in r["metrics"])
     body = (out / "README.md").read_text()
     assert "| Charades-STA | test | `charades_sta_test.txt` | 61.25 | 45.50 | 20.75 | 41.12 | 98.00 | 80 |" in body
     assert "| anet | val_2 | `val_2.json` | 50.00 | 30.00 | 12.50 | 33.33 | - | - |" in body
@@ -132,7 +157,10 @@ def test_card_front_matter_and_model_index(run_dir, tmp_path):
     code = _card_code(out / "README.md")
     compile(code, "card", "exec")
     assert "AutoModelForImageTextToText.from_pretrained('me/tiny-time-r1'" in code
-    assert 'To accurately pinpoint the event \\"{query}\\"' in code or "event \"{query}\"" in code
+    assert "\nPROMPT = 'To accurately pinpoint the event \"{query}\" in the video, determine the precise" in code
+    scope: dict = {}
+    exec(next(line for line in code.splitlines() if line.startswith("PROMPT = ")), scope)
+    assert scope["PROMPT"] == get_template("think").text  # the recipe's prompt_template, as in training
     assert "'nframes': 4" in code and "max_new_tokens=8" in code
 
 
@@ -195,8 +223,7 @@ def test_upload_calls_create_repo_then_upload_folder(run_dir, tmp_path, fake_hub
     _, up = fake_hub.calls[3]
     assert up["repo_id"] == "me/tiny-time-r1" and Path(up["folder_path"]) == out
     assert up["revision"] == "v1" and up["commit_message"] == "first model" and up["token"] == "hf_test"
-    assert "model.safetensors" in up["files"] and "README.md" in up["files"] and "recipe.yaml" in up["files"]
-    assert not [f for f in up["files"] if f.startswith("state/") or "rng_state" in f or "optimizer" in f]
+    assert up["files"] == UPLOADED and not set(TRAINING_STATE) & set(up["files"])
     assert "uploaded to https://huggingface.co/me/tiny-time-r1: https://huggingface.co/me/tiny-time-r1/commit/abc123" \
         in capsys.readouterr().out
     assert out.is_dir()  # a folder the user named is kept
@@ -207,6 +234,7 @@ def test_api_upload_to_temp_folder_is_cleaned_after_success(run_dir, fake_hub):
     assert result.url.endswith("/commit/abc123") and not result.folder.exists()
     assert [c[0] for c in fake_hub.calls] == ["init", "create_repo", "upload_folder"]
     assert fake_hub.calls[2][1]["commit_message"] == "Upload checkpoint-3 with timegrpo push"
+    assert fake_hub.calls[2][1]["files"] == [f for f in UPLOADED if not f.startswith("eval/")]
 
 
 def test_offline_upload_fails_clearly_and_calls_nothing(run_dir, tmp_path, fake_hub, monkeypatch, capsys):
@@ -216,7 +244,7 @@ def test_offline_upload_fails_clearly_and_calls_nothing(run_dir, tmp_path, fake_
     err = capsys.readouterr().err
     assert "HF_HUB_OFFLINE is set" in err and "--dry-run" in err and f"the folder is ready at {out}" in err
     assert fake_hub.calls == []
-    assert (out / "README.md").is_file()  # kept for a retry
+    assert _files(out) == UPLOADED  # kept, whole, for a retry
 
 
 def test_missing_token_and_network_failure_are_reported(run_dir, tmp_path, fake_hub, monkeypatch, capsys):
@@ -284,11 +312,12 @@ def test_sft_warm_start_card_and_base_model_through_local_folders(run_dir, tmp_p
     ckpt = run_dir / "out" / "checkpoint-3"
     sft = tmp_path / "sft"
     shutil.copytree(ckpt, sft / "final", ignore=shutil.ignore_patterns("state", "rng_state.pth"))
-    cfg = load_config(RECIPE, [*OVERRIDES, "--sft.max_steps", "40", "--sft.learning_rate", "2e-5"])
+    cfg = load_recipe(RECIPE, [*OVERRIDES, "--sft.max_steps", "40", "--sft.learning_rate", "2e-5"])
     save_config(cfg, sft / "config.yaml", header=f"timegrpo sft --config {RECIPE.name}")
     result = push_checkpoint(sft / "final", "me/sft", dry_run=True, out=tmp_path / "a", check="none")
     meta, body = metadata_load(result.folder / "README.md"), (result.folder / "README.md").read_text()
-    assert "sft" in meta["tags"] and "grpo" not in meta["tags"] and "model-index" not in meta
+    assert meta["tags"] == ["timegrpo", "sft", "temporal-video-grounding", "video-llm", "qwen-vl"]
+    assert "model-index" not in meta
     assert meta["base_model"] == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert "after supervised fine-tuning" in body and "| method | supervised fine-tuning" in body
     assert "| learning rate | 2e-05 (cosine, warmup 0.03) |" in body and "| steps | final model (max_steps 40) |" in body
@@ -297,14 +326,14 @@ def test_sft_warm_start_card_and_base_model_through_local_folders(run_dir, tmp_p
 
     grpo = tmp_path / "grpo"
     shutil.copytree(ckpt, grpo / "checkpoint-9", ignore=shutil.ignore_patterns("state"))
-    save_config(load_config(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(sft / "final")]),
+    save_config(load_recipe(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(sft / "final")]),
                 grpo / "config.yaml")
     meta = metadata_load(push_checkpoint(grpo / "checkpoint-9", "me/g", dry_run=True, out=tmp_path / "b",
                                          check="none").folder / "README.md")
     assert meta["base_model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and meta["license"] == "apache-2.0"
 
     # a local model whose README names its base (the first upload folder, holding a copy of the SFT card)
-    save_config(load_config(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(tmp_path / "a")]),
+    save_config(load_recipe(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(tmp_path / "a")]),
                 grpo / "config.yaml")
     meta = metadata_load(push_checkpoint(grpo / "checkpoint-9", "me/g", dry_run=True, out=tmp_path / "b2",
                                          check="none").folder / "README.md")
@@ -312,7 +341,7 @@ def test_sft_warm_start_card_and_base_model_through_local_folders(run_dir, tmp_p
 
     bare = tmp_path / "bare" / "model"
     shutil.copytree(ckpt, bare, ignore=shutil.ignore_patterns("state"))
-    save_config(load_config(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(bare)]), grpo / "config.yaml")
+    save_config(load_recipe(RECIPE, [*OVERRIDES, "--model.model_name_or_path", str(bare)]), grpo / "config.yaml")
     result = push_checkpoint(grpo / "checkpoint-9", "me/g", dry_run=True, out=tmp_path / "c", check="none")
     meta = metadata_load(result.folder / "README.md")
     assert "base_model" not in meta and meta["license"] == "other" and meta["license_name"] == "same-as-base-model"
@@ -323,9 +352,24 @@ def test_sft_warm_start_card_and_base_model_through_local_folders(run_dir, tmp_p
     assert meta["base_model"] == "Qwen/Qwen2-VL-7B-Instruct" and meta["license"] == "mit"
 
 
-def test_eval_folder_naming(tmp_path):
-    from timegrpo.hub import read_eval
+def test_video_opd_card_names_the_method(run_dir, tmp_path):
+    """A Video-OPD run is tagged, described and tabled with the method's names, and names its teacher."""
+    run = tmp_path / "opd"
+    shutil.copytree(run_dir / "out" / "checkpoint-3", run / "checkpoint-2", ignore=shutil.ignore_patterns("state"))
+    opd = REPO / "recipes" / "video_opd_qwen3_vl_8b.yaml"
+    cfg = load_recipe(opd, ["--data.train_file", "data/x.json"])
+    save_config(cfg, run / "config.yaml", header=opd.read_text().splitlines()[0].lstrip("# "))
+    result = push_checkpoint(run / "checkpoint-2", "me/opd", dry_run=True, out=tmp_path / "o", check="none")
+    meta, body = metadata_load(result.folder / "README.md"), (result.folder / "README.md").read_text()
+    assert meta["tags"] == ["timegrpo", "video-opd", "reinforcement-learning", "temporal-video-grounding",
+                            "video-llm", "qwen-vl"]
+    assert meta["base_model"] == "Qwen/Qwen3-VL-8B-Instruct"
+    assert "after RL post-training (Video-OPD) with timegrpo" in body
+    assert "| method | Video-OPD (on-policy distillation); loss_type `" in body
+    assert f"| teacher | `{cfg.train.teacher_model_name_or_path}` |" in body
 
+
+def test_eval_folder_naming(tmp_path):
     def folder(name, metrics, config=None):
         d = tmp_path / name
         d.mkdir()

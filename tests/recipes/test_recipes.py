@@ -1,4 +1,4 @@
-"""Every recipe loads through load_config, states its own launch line, and keeps the SPEC's numbers."""
+"""Every recipe loads through load_recipe, states its own launch line, and keeps the SPEC's numbers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from timegrpo.config import load_config, save_config
+from timegrpo.config import load_recipe, save_config
 
 REPO = Path(__file__).resolve().parents[2]
 # recipes/detr/ holds GIRL-DETR configs with their own loader: only the top-level recipes are ours.
@@ -22,8 +22,8 @@ def test_there_are_recipes():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_loads_and_round_trips(path, tmp_path):
-    cfg = load_config(path, [])
-    assert load_config(save_config(cfg, tmp_path / "resolved.yaml"), []) == cfg
+    cfg = load_recipe(path, [])
+    assert load_recipe(save_config(cfg, tmp_path / "resolved.yaml"), []) == cfg
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
@@ -48,7 +48,7 @@ def test_first_line_is_the_launch_command(path):
 
 
 def test_time_r1_recipe_has_the_papers_hyperparameters():
-    cfg = load_config(REPO / "recipes/time_r1_qwen2_5_vl_7b.yaml", [])
+    cfg = load_recipe(REPO / "recipes/time_r1_qwen2_5_vl_7b.yaml", [])
     m, d, t = cfg.model, cfg.data, cfg.train
     assert m.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct" and m.gradient_checkpointing
     assert m.freeze_vision_tower and m.train_merger and not m.use_lora
@@ -64,15 +64,15 @@ def test_time_r1_recipe_has_the_papers_hyperparameters():
 
 @pytest.mark.parametrize("name", ["charades_sta_qwen2_5_vl_7b", "activitynet_qwen2_5_vl_7b"])
 def test_dataset_finetuning_recipes(name):
-    t = load_config(REPO / f"recipes/{name}.yaml", []).train
+    t = load_recipe(REPO / f"recipes/{name}.yaml", []).train
     assert (t.beta, t.max_completion_length, t.num_train_epochs) == (0.0, 1024, 2.0)
     assert t.reward_funcs == ["iou", "format"]
 
 
 def test_no_think_and_opd_recipes():
-    nt = load_config(REPO / "recipes/time_r1_no_think_qwen2_5_vl_7b.yaml", [])
+    nt = load_recipe(REPO / "recipes/time_r1_no_think_qwen2_5_vl_7b.yaml", [])
     assert nt.data.prompt_template == "no_think" and nt.train.reward_funcs == ["tiou", "answer_format"]
-    opd = load_config(REPO / "recipes/video_opd_qwen3_vl_8b.yaml", [])
+    opd = load_recipe(REPO / "recipes/video_opd_qwen3_vl_8b.yaml", [])
     assert opd.method == "opd" and opd.objective == "opd" and opd.train.teacher_model_name_or_path
     assert (opd.train.num_generations, opd.train.beta, opd.train.lr_scheduler_type) == (1, 0.0, "constant")
     assert (opd.train.opd_ratio_clip, opd.train.opd_reward_clamp) == (None, None)  # off by default, as the paper
@@ -81,10 +81,10 @@ def test_no_think_and_opd_recipes():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
 def test_recipe_names_resolve_in_the_registries(path):
     """Reward, prompt and format names are checked against the modules that own them."""
-    rewards = pytest.importorskip("timegrpo.rewards")
-    prompts = pytest.importorskip("timegrpo.prompts")
-    formats = pytest.importorskip("timegrpo.data.formats")
-    cfg = load_config(path, [])
+    from timegrpo import prompts, rewards
+    from timegrpo.data import formats
+
+    cfg = load_recipe(path, [])
     for name in cfg.train.reward_funcs:
         assert name in rewards.reward_names(), f"{path.name}: unknown reward {name!r}"
     assert cfg.data.prompt_template in prompts.TEMPLATES, f"{path.name}: unknown prompt {cfg.data.prompt_template!r}"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from timegrpo.config import load_config
+from timegrpo.config import load_recipe
 from timegrpo.data.source import video_source
 from timegrpo.data.synthetic import load_split, recommended_sampling
 from timegrpo.models.loading import prepare_policy
@@ -35,7 +35,7 @@ def main() -> None:
     kind, data, out, accum, *extra = sys.argv[1:]
     trainer_cls, section = KINDS[kind]
     torch.set_num_threads(1)
-    cfg = load_config(RECIPE, [f"--{section}.gradient_accumulation_steps", accum, f"--{section}.output_dir", out,
+    cfg = load_recipe(RECIPE, [f"--{section}.gradient_accumulation_steps", accum, f"--{section}.output_dir", out,
                                *extra])
     model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
     model = prepare_policy(model)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from timegrpo.cli import main
-from timegrpo.config import load_config
+from timegrpo.config import load_recipe
 from timegrpo.models.tiny import save_tiny_vlm
 
 RECIPE = str(Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml")
@@ -29,7 +29,7 @@ def test_sft_then_grpo_from_the_command_line(synth_dir, tmp_path):
                  "--max_steps", "2", "--num_generations", "2", "--per_device_train_batch_size", "2",
                  "--max_completion_length", "6", "--logging_steps", "1", "--output_dir", str(out),
                  "--log_completions"]) == 0
-    saved = load_config(out / "config.yaml", [])  # the resolved recipe reproduces the run
+    saved = load_recipe(out / "config.yaml", [])  # the resolved recipe reproduces the run
     assert saved.train.max_steps == 2 and saved.model.model_name_or_path == str(sft_out / "final")
     assert (out / "config.yaml").read_text().startswith("# timegrpo train --config")
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from timegrpo.config import load_config
+from timegrpo.config import load_recipe
 from timegrpo.data.source import video_source
 from timegrpo.data.synthetic import load_split, recommended_sampling
 from timegrpo.models.loading import prepare_policy
@@ -23,7 +23,7 @@ FAST = ["--sft.per_device_train_batch_size", "3", "--sft.save_steps", "0", "--sf
 
 
 def make_sft(synth_dir, out, *overrides, seed=0):
-    cfg = load_config(RECIPE, [*FAST, "--sft.output_dir", str(out), *overrides])
+    cfg = load_recipe(RECIPE, [*FAST, "--sft.output_dir", str(out), *overrides])
     model, processor = build_tiny_vlm("qwen2_5_vl", seed=seed)
     model = prepare_policy(model)
     return SFTTrainer(cfg, model, processor, load_split(synth_dir, "train"), video_source(recommended_sampling()))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from timegrpo.config import load_config
+from timegrpo.config import load_recipe
 from timegrpo.data.source import video_source
 from timegrpo.data.synthetic import load_split, recommended_sampling
 from timegrpo.models.loading import prepare_policy
@@ -27,7 +27,7 @@ FAST = ["--train.reward_funcs", "test_length,format", "--train.num_generations",
 
 
 def make_trainer(synth_dir, out, *overrides, seed=0):
-    cfg = load_config(RECIPE, [*FAST, "--train.output_dir", str(out), *overrides])
+    cfg = load_recipe(RECIPE, [*FAST, "--train.output_dir", str(out), *overrides])
     model, processor = build_tiny_vlm("qwen2_5_vl", seed=seed)
     model = prepare_policy(model)
     return GRPOTrainer(cfg, model, processor, load_split(synth_dir, "train"), video_source(recommended_sampling()))

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from timegrpo.algos.aggregate import AGGREGATIONS
 from timegrpo.algos.kl import KL_ESTIMATORS
+from timegrpo.config.recipe import RecipeConfig
 from timegrpo.registry import Registry
 
 
@@ -70,6 +71,14 @@ class LossSettings:
     max_completion_length: int | None = None
     opd_ratio_clip: float | None = None
     opd_reward_clamp: float | None = None
+
+    @classmethod
+    def from_recipe(cls, recipe: RecipeConfig) -> LossSettings:
+        """The settings of a recipe: its ``method``'s objective and the ``train`` fields of the same names."""
+        t = recipe.train
+        return cls(objective=recipe.objective, loss_type=t.loss_type, epsilon=t.epsilon, epsilon_high=t.epsilon_high,
+                   beta=t.beta, kl_estimator=t.kl_estimator, max_completion_length=t.max_completion_length,
+                   opd_ratio_clip=t.opd_ratio_clip, opd_reward_clamp=t.opd_reward_clamp)
 
 
 @dataclass

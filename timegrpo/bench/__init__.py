@@ -19,57 +19,14 @@ average is recorded with them, because a shared machine makes every figure noisy
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
 import sys
-from dataclasses import fields, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 logger = logging.getLogger("timegrpo.bench")
-
-#: CLI option -> BenchConfig field, for the options that map one to one.
-FIELD_OPTIONS = {
-    "model": "--model", "tiny": "--tiny", "arch": "--arch", "arch_layers": "--arch-layers",
-    "arch_heads_divisor": "--arch-heads-divisor", "arch_vocab": "--arch-vocab", "frames": "--frames",
-    "size": "--size", "prompts": "--prompts", "num_generations": "--num-generations",
-    "completion_len": "--completion-len", "steps": "--steps", "warmup": "--warmup", "beta": "--beta",
-    "loss_type": "--loss-type", "learning_rate": "--learning-rate", "template": "--template", "dtype": "--dtype",
-    "seed": "--seed", "label": "--label",
-}
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    from timegrpo.bench.workload import BenchConfig
-
-    p = subparsers.add_parser("bench", help="time GRPO steps phase by phase, optionally side by side with TRL",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    types = {f.name: f for f in fields(BenchConfig)}
-    for name, option in FIELD_OPTIONS.items():
-        f = types[name]
-        kind = {"int": int, "float": float}.get(str(f.type).replace(" | None", ""), str)
-        p.add_argument(option, dest=name, type=kind, default=None,
-                       help=f"{f.metadata['help']} (default: {f.default})")
-    p.add_argument("--vs-trl", action="store_true", help="also run TRL's GRPOTrainer on the same work, step for step")
-    for name in ("sequential", "gradient_checkpointing"):
-        p.add_argument("--" + name.replace("_", "-"), dest=name, action="store_true", help=types[name].metadata["help"])
-    p.add_argument("--suite", choices=sorted(SUITES), default=None,
-                   help="run a built-in list of workloads (options given above override each one's settings)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: on a shared machine more threads per process oversubscribe "
-                        "the cores and step times swing several-fold; 0 = torch's own choice)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
-    p.add_argument("--json-out", default=None, help="also write the JSON result to this file")
-    p.add_argument("--markdown", default=None, help="write a BENCHMARKS.md-style report to this file")
-    p.add_argument("--real-videos", default=None,
-                   help="folder of real videos for the decode-vs-cache figures (Time-R1 sampling)")
-    p.add_argument("--workdir", default=None, help="where temporary models, videos and caches go (default: $TMPDIR)")
-    p.add_argument("--peak-tflops", type=float, default=None,
-                   help="device peak TFLOP/s for model FLOPs utilisation (default: known GPUs' bf16 peak)")
-    p.set_defaults(func=run_bench)
-
 
 _SHRUNK_3B = {"arch": "qwen2_5_vl_3b", "arch_layers": 2, "arch_heads_divisor": 16, "arch_vocab": 1024}
 #: Built-in workload lists: name -> (description, [BenchConfig keyword arguments]).
@@ -90,54 +47,37 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
 }
 
 
-def configs_from_args(args: argparse.Namespace) -> list[Any]:
-    """The workloads to run: the suite's (each overridden by the options given) or one from the options."""
+def workloads(suite: str | None, base: Any, given: set[str]) -> list[Any]:
+    """The workloads to run: ``suite``'s, each with the fields named in ``given`` taken from ``base`` (a
+    :class:`timegrpo.bench.workload.BenchConfig`), or ``base`` alone without a suite."""
     from timegrpo.bench.workload import BenchConfig
 
-    given = {name: getattr(args, name) for name in FIELD_OPTIONS if getattr(args, name, None) is not None}
-    for flag in ("vs_trl", "sequential", "gradient_checkpointing"):
-        if getattr(args, flag, False):
-            given[flag] = True
-    if args.suite:
-        return [replace(BenchConfig(**preset), **given) for preset in SUITES[args.suite][1]]
-    return [BenchConfig(**given)]
+    if not suite:
+        return [base]
+    override = {name: getattr(base, name) for name in given}
+    return [replace(BenchConfig(**preset), **override) for preset in SUITES[suite][1]]
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    logger.setLevel(logging.INFO)
-    try:
-        configs = configs_from_args(args)
-    except (ValueError, KeyError) as err:
-        print(f"timegrpo bench: {err}", file=sys.stderr)
-        return 2
+def run_workloads(configs: Sequence[Any], *, threads: int = 1, workdir: str | None = None,
+                  peak_tflops: float | None = None, real_videos: str | None = None) -> list[dict[str, Any]]:
+    """Run each workload (:func:`timegrpo.bench.runner.run_workload`) with ``threads`` torch threads (0 = torch's
+    own choice), printing each summary to stderr; the real-video figures are measured with the first one."""
     import torch
 
-    from timegrpo.bench.report import print_summary, write_markdown
+    from timegrpo.bench.report import print_summary
     from timegrpo.bench.runner import run_workload
 
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     results = []
     try:
         for i, cfg in enumerate(configs):
             logger.info("workload %s: %s", cfg.label or cfg.model_name(), cfg.to_dict())
             with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON (TRL/transformers print)
-                results.append(run_workload(cfg, workdir=args.workdir, peak=args.peak_tflops,
-                                            real_videos_dir=args.real_videos if i == 0 else None))
+                results.append(run_workload(cfg, workdir=workdir, peak=peak_tflops,
+                                            real_videos_dir=real_videos if i == 0 else None))
             print_summary(results[-1], file=sys.stderr)
     finally:
-        torch.set_num_threads(threads)
-    out: dict[str, Any] = results[0] if len(results) == 1 else {"suite": args.suite, "workloads": results}
-    text = json.dumps(out, indent=2, default=float)
-    if args.json:
-        print(text)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(text + "\n", encoding="utf-8")
-    if args.markdown:
-        write_markdown(results, args.markdown, argv=sys.argv, suite=args.suite,
-                       description=SUITES[args.suite][0] if args.suite else "")
-        logger.info("wrote %s", args.markdown)
-    return 0
+        torch.set_num_threads(previous)
+    return results

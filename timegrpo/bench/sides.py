@@ -160,16 +160,16 @@ class TimegrpoSide(Side):
 
 def train_config(work: Workload) -> Any:
     """The timegrpo config of the workload (TRL's side mirrors it field by field)."""
-    from timegrpo.config import DataConfig, GRPOConfig, ModelConfig, TrainConfig
+    from timegrpo.config import DataConfig, ModelConfig, RecipeConfig, RLConfig
 
     cfg = work.config
-    return TrainConfig(
+    return RecipeConfig(
         method="grpo",
         model=ModelConfig(model_name_or_path=str(work.model_path), torch_dtype=cfg.resolved_dtype(),
                           gradient_checkpointing=cfg.gradient_checkpointing),
         data=DataConfig(prompt_template=cfg.template, min_pixels=cfg.size**2, max_pixels=cfg.size**2,
                         total_pixels=None, frame_cache_dir=str(work.cache_dir)),
-        train=GRPOConfig(
+        train=RLConfig(
             learning_rate=cfg.learning_rate, lr_scheduler_type="constant", max_steps=cfg.total_steps,
             per_device_train_batch_size=cfg.prompts, gradient_accumulation_steps=1,
             num_generations=cfg.num_generations, max_completion_length=cfg.completion_len, temperature=1.0,

@@ -1,9 +1,11 @@
 """The ``timegrpo`` command line: ``timegrpo <command> [...]``.
 
-Each command lives in its own module, which exposes ``register(subparsers)``: it adds its parser(s)
-(cheaply: heavy imports such as torch happen inside the handler) and sets ``func`` on them with
-``parser.set_defaults(func=handler)``; a handler takes the parsed ``argparse.Namespace`` and returns an
-exit code. Add a command by adding its module to ``COMMAND_MODULES``.
+Each command lives in its own module of this package, which exposes ``register(subparsers)``: it adds its
+parser(s) (cheaply: heavy imports such as torch happen inside the handler), usually with
+:func:`timegrpo.config.core.add_command`, whose options are the fields of a config dataclass (``--config FILE``,
+``--section.key value``, ``--print-config``); a handler takes the parsed ``argparse.Namespace`` (the options it
+did not declare are in ``args.overrides``) and returns an exit code. A :class:`ConfigError` becomes one line on
+stderr and exit code 2. Add a command by adding its module to ``COMMAND_MODULES``.
 """
 
 from __future__ import annotations
@@ -14,18 +16,19 @@ import sys
 from collections.abc import Sequence
 
 from timegrpo import __version__
+from timegrpo.config.core import ConfigError
 
 #: Modules that contribute sub-commands, in the order ``timegrpo --help`` lists them.
 COMMAND_MODULES: list[str] = [
-    "timegrpo.models.cli",
-    "timegrpo.data.cli",
+    "timegrpo.cli.tiny",
+    "timegrpo.cli.data",
     "timegrpo.score",
     "timegrpo.eval_cli",
     "timegrpo.cli.train",
-    "timegrpo.push_cli",
+    "timegrpo.cli.push",
     "timegrpo.detr.cli",
-    "timegrpo.demo",
-    "timegrpo.bench",
+    "timegrpo.cli.demo",
+    "timegrpo.cli.bench",
 ]
 
 
@@ -50,7 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra  # config overrides (`--train.beta 0`) for the commands that take them
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:  # a bad option or config file: one line, no traceback
+        print(f"timegrpo {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

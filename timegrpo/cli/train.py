@@ -15,28 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("timegrpo.train")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="recipe YAML (its first line is its launch command)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-
-
-def _resolve(args: argparse.Namespace, section: str) -> Any:
-    """The recipe with the command line's overrides (bare keys go to ``section``); None after --print-config."""
-    from timegrpo.config import load_config, to_yaml
-
-    cfg = load_config(args.config, list(args.overrides), prefer_section=section)
-    if args.print_config:
-        print(to_yaml(cfg))
-        return None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    return cfg
 
 
 def _launch_line(args: argparse.Namespace, command: str) -> str:
@@ -47,12 +31,13 @@ def _launch_line(args: argparse.Namespace, command: str) -> str:
 def _run(args: argparse.Namespace, command: str) -> Any:
     """Build the command's trainer from the recipe, save the resolved config, resume if asked, train.
     Returns the trainer (None after --print-config)."""
-    from timegrpo.config import save_config
+    from timegrpo.config import RecipeConfig, core, save_config
     from timegrpo.trainer.build import build_sft_trainer, build_trainer
 
-    cfg = _resolve(args, command if command == "sft" else "train")
+    cfg = core.from_args(RecipeConfig, args, prefer_section="sft" if command == "sft" else "train")
     if cfg is None:
         return None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     trainer = build_sft_trainer(cfg) if command == "sft" else build_trainer(cfg)
     section = trainer.args
     if trainer.accelerator.is_main_process:
@@ -102,19 +87,16 @@ def run_sft(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from timegrpo.config import RecipeConfig, core
+
     for name, handler, help_text in (("train", run_train, "RL post-training (GRPO / OPD) from a recipe"),
                                      ("sft", run_sft, "supervised warm start on the same data path")):
-        p = subparsers.add_parser(name, help=help_text, description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_arguments(p)
-        p.set_defaults(func=handler, accepts_overrides=True)
+        core.add_command(subparsers, name, RecipeConfig, handler, help=help_text, description=__doc__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m timegrpo.train`` (what ``accelerate launch -m timegrpo.train`` runs): ``timegrpo train``."""
-    parser = argparse.ArgumentParser(prog="timegrpo.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args, overrides = parser.parse_known_args(argv)
-    args.overrides = overrides
-    return run_train(args)
+    """``python -m timegrpo.train ARGS`` (what ``accelerate launch -m timegrpo.train`` runs) is
+    ``timegrpo train ARGS``."""
+    from timegrpo.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])

@@ -1,47 +1,52 @@
-"""Configuration: a tree of validated dataclasses loaded from a recipe YAML with command-line overrides.
+"""Configuration: trees of validated dataclasses loaded from YAML with command-line overrides.
 
-``TrainConfig(method, model: ModelConfig, data: DataConfig, train: GRPOConfig, sft: SFTConfig)``; see
-:mod:`timegrpo.config.sections` for the fields and :mod:`timegrpo.config.loader` for the loading rules.
+:mod:`timegrpo.config.core` is the one mechanism every command uses (``--config FILE``, ``--section.key value``,
+``--print-config``); :mod:`timegrpo.config.recipe` is the training recipe,
+``RecipeConfig(method, model: ModelConfig, data: DataConfig, train: RLConfig, sft: SFTConfig)``.
 """
 
-from timegrpo.config.loader import (
-    SECTIONS,
+from timegrpo.config.core import (
+    ConfigError,
     coerce_value,
-    config_from_dict,
     format_help,
-    load_config,
+    from_dict,
+    load,
     parse_overrides,
     resolve_key,
     save_config,
     to_dict,
     to_yaml,
 )
-from timegrpo.config.sections import (
+from timegrpo.config.recipe import (
+    DEFAULT_LORA_TARGETS,
     METHOD_OBJECTIVES,
-    ConfigError,
     DataConfig,
-    GRPOConfig,
     ModelConfig,
     OptimConfig,
+    RecipeConfig,
+    RLConfig,
     SFTConfig,
-    TrainConfig,
+    load_recipe,
+    recipe_from_dict,
 )
 
 __all__ = [
+    "DEFAULT_LORA_TARGETS",
     "METHOD_OBJECTIVES",
-    "SECTIONS",
     "ConfigError",
     "DataConfig",
-    "GRPOConfig",
     "ModelConfig",
     "OptimConfig",
+    "RLConfig",
+    "RecipeConfig",
     "SFTConfig",
-    "TrainConfig",
     "coerce_value",
-    "config_from_dict",
     "format_help",
-    "load_config",
+    "from_dict",
+    "load",
+    "load_recipe",
     "parse_overrides",
+    "recipe_from_dict",
     "resolve_key",
     "save_config",
     "to_dict",

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from timegrpo.config.recipe import DEFAULT_LORA_TARGETS
+
 logger = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
-#: Linear layers of the Qwen language model that LoRA adapts by default.
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 def vision_tower(model: nn.Module) -> nn.Module:
@@ -83,7 +83,7 @@ def apply_lora(model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float
     """
     from peft import LoraConfig, get_peft_model
 
-    names = "|".join(target_modules or LORA_TARGETS)
+    names = "|".join(target_modules or DEFAULT_LORA_TARGETS)
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,

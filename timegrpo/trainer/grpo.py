@@ -36,7 +36,7 @@ from torch import nn
 
 from timegrpo.algos.advantages import ADVANTAGES, zero_variance_share
 from timegrpo.algos.aggregate import dapo_tokens_per_micro_batch
-from timegrpo.algos.losses import PolicyLossInputs, compute_policy_loss
+from timegrpo.algos.losses import LossSettings, PolicyLossInputs, compute_policy_loss
 from timegrpo.data.schema import Sample
 from timegrpo.data.source import VideoSource
 from timegrpo.models.loading import make_reference, reference_context
@@ -118,7 +118,7 @@ class GRPOTrainer(TrainLoop):
         self.cfg = cfg
         self.videos = videos
         self.rewards = reward_set(t, reward_funcs)
-        self.loss_settings = cfg.loss_settings()
+        self.loss_settings = LossSettings.from_recipe(cfg)
         self.sampling = sampling_params(t)
         self.reference = make_reference(model, beta=t.beta, use_lora=cfg.model.use_lora)
         super().__init__(t, model, processor, train_samples, accelerator=accelerator,

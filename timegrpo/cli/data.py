@@ -12,16 +12,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from timegrpo.config import core
 from timegrpo.data.video import VideoSampling
-
-#: Sampling settings exposed by ``timegrpo data frames``, with their defaults and help from the dataclass.
-VIDEO_FIELDS = {f.name: f for f in dataclasses.fields(VideoSampling)}
 
 
 def _add_reading_args(p: argparse.ArgumentParser, default_policy: str = "error") -> None:
@@ -50,39 +48,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output jsonl (moment_detr) or folder (hf)")
     p.set_defaults(func=run_convert)
 
-    p = sub.add_parser("synth", help="write the synthetic mp4 grounding benchmark")
+    from timegrpo.data.synthetic import SynthConfig
+
+    p = core.add_command(sub, "synth", SynthConfig, run_synth, help="write the synthetic mp4 grounding benchmark")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--n", type=int, default=200, help="number of videos over all splits")
-    p.add_argument("--seed", type=int, default=0, help="seed")
-    p.add_argument("--val-size", type=int, default=None, help="videos in val (default 10%% of n)")
-    p.add_argument("--test-size", type=int, default=None, help="videos in test (default 10%% of n)")
-    p.add_argument("--events", default="appear", help="comma-separated event types: appear, move, recolor")
-    p.add_argument("--label-jitter", type=float, default=0.0, help="train windows: +-U(jitter) s per boundary")
-    p.add_argument("--size", type=int, default=56, help="frame size in pixels")
-    p.add_argument("--fps", type=int, default=2, help="frames per second")
-    p.add_argument("--min-duration", type=int, default=8, help="shortest video (s)")
-    p.add_argument("--max-duration", type=int, default=20, help="longest video (s)")
-    p.add_argument("--noise", type=float, default=20.0, help="background noise std (0-255)")
-    p.set_defaults(func=run_synth)
 
     from timegrpo.detr.cli import add_synth_features_parser  # the clip-feature benchmark of GIRL-DETR
 
     add_synth_features_parser(sub)
 
-    p = sub.add_parser("frames", help="sample a video through qwen-vl-utils and print each frame's time")
+    p = core.add_command(sub, "frames", FramesOptions, run_frames,
+                         help="sample a video through qwen-vl-utils and print each frame's time")
     p.add_argument("video", help="video file")
-    p.add_argument("--fps", type=float, default=None, help="sampling fps (default 2 unless --nframes)")
-    p.add_argument("--nframes", type=int, default=None, help="exact frame count instead of --fps")
-    for name in ("max_frames", "min_pixels", "max_pixels", "total_pixels"):
-        f = VIDEO_FIELDS[name]
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=f.default,
-                       help=f"{f.metadata['help']} (default {f.default})")
-    p.add_argument("--video-start", type=float, default=None, help="clip start in the file (s)")
-    p.add_argument("--video-end", type=float, default=None, help="clip end in the file (s)")
-    p.add_argument("--duration", type=float, default=None, help="annotated duration, to compare with the decoded")
-    p.add_argument("--cache", default=None, help="frame cache folder")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=run_frames)
+
+
+@dataclass
+class FramesOptions:
+    """``timegrpo data frames VIDEO``: how to sample (the ``sampling`` fields, bare names work: ``--fps 1``)."""
+
+    video_start: float | None = core.opt(None, "clip start in the file (s)")
+    video_end: float | None = core.opt(None, "clip end in the file (s)")
+    duration: float | None = core.opt(None, "annotated duration, to compare with the decoded")
+    cache: str | None = core.opt(None, "frame cache folder")
+    json: bool = core.opt(False, "print one JSON object")
+    sampling: VideoSampling = core.section(VideoSampling, "frame sampling (fps 2 unless nframes is given)")
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -159,10 +148,9 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     from timegrpo.data.synthetic import SynthConfig, generate
 
-    cfg = SynthConfig(n=args.n, seed=args.seed, val_size=args.val_size, test_size=args.test_size,
-                      events=tuple(e.strip() for e in args.events.split(",") if e.strip()), size=args.size,
-                      fps=args.fps, min_duration=args.min_duration, max_duration=args.max_duration,
-                      noise=args.noise, label_jitter=args.label_jitter)
+    cfg = core.from_args(SynthConfig, args)
+    if cfg is None:
+        return 0
     t0 = time.perf_counter()
     summary = generate(cfg, args.out)
     splits = ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
@@ -171,18 +159,21 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_frames(args: argparse.Namespace) -> int:
-    from timegrpo.data.video import FrameCache, VideoSampling, sample_frames
+    from timegrpo.data.video import FrameCache, sample_frames
 
-    fps = args.fps if args.fps is not None or args.nframes is not None else 2.0
-    sampling = VideoSampling(fps=fps, nframes=args.nframes, max_frames=args.max_frames, min_pixels=args.min_pixels,
-                             max_pixels=args.max_pixels, total_pixels=args.total_pixels)
-    cache = FrameCache(args.cache) if args.cache else None
+    given = core.given_keys(FramesOptions, args)
+    # nframes excludes fps: fps keeps its default of 2 only when nframes is not given
+    only_nframes = "sampling.nframes" in given and "sampling.fps" not in given
+    opts = core.from_args(FramesOptions, args, defaults={"sampling.fps": None} if only_nframes else None)
+    if opts is None:
+        return 0
+    cache = FrameCache(opts.cache) if opts.cache else None
     t0 = time.perf_counter()
-    vf = sample_frames(args.video, sampling, video_start=args.video_start, video_end=args.video_end,
-                       annotated_duration=args.duration, cache=cache)
+    vf = sample_frames(args.video, opts.sampling, video_start=opts.video_start, video_end=opts.video_end,
+                       annotated_duration=opts.duration, cache=cache)
     out = {k: v for k, v in vf.__dict__.items() if k != "frames"}
     out |= {"frames_shape": list(vf.frames.shape), "seconds": time.perf_counter() - t0}
-    if args.json:
+    if opts.json:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{vf.path}: {vf.frames.shape[0]} frames of {vf.frames.shape[3]}x{vf.frames.shape[2]}, "

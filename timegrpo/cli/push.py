@@ -6,7 +6,8 @@ holds the licence, base model, tags, datasets and a ``model-index`` of the ``--e
 (``state/``, optimizer, scheduler, RNG) is never uploaded.
 
 ``--dry-run`` writes the folder (to ``--out`` or a new temporary folder, printed), checks that it loads back with
-``from_pretrained`` and that the card parses, and stops without touching the network. See :mod:`timegrpo.hub`.
+``from_pretrained`` and that the card parses, and stops without touching the network. See
+:mod:`timegrpo.hub.publish`.
 
     timegrpo push outputs/run/checkpoint-500 --repo-id me/time-r1-7b --eval charades=evals/charades --dry-run
 """
