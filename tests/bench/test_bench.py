@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import types
 from contextlib import redirect_stdout
 
@@ -17,10 +18,12 @@ from timegrpo.bench.pipeline import measure_video
 from timegrpo.bench.sides import GROUPS, PHASES
 from timegrpo.bench.timing import Patcher, PhaseTimer
 from timegrpo.bench.trl_side import frames_to_images, image_messages
-from timegrpo.bench.workload import BenchConfig
+from timegrpo.bench.workload import BenchConfig, prepare_data
 from timegrpo.cli import build_parser, main
 from timegrpo.cli.bench import configs_from_args
 from timegrpo.data.schema import Sample
+from timegrpo.models.tiny import build_tiny_vlm
+from timegrpo.prompts import sample_messages
 
 FRAMES, SIZE, PROMPTS, G, LEN = 4, 56, 2, 2, 4
 VISUAL = FRAMES // 2 * (SIZE // 28) ** 2  # 8 merged visual tokens per prompt
@@ -41,50 +44,109 @@ def bench_run(tmp_path_factory):
     return json.loads(out.getvalue()), md, tmp
 
 
-def test_json_has_the_step_fields_and_the_machine(bench_run):
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory):
+    """What the timed step must hold, worked out here from the processor and the workload's samples, not from
+    the bench's records: merged visual tokens and patches per prompt (grid product / merge size squared) and
+    the prompt length of each timed prompt for both trainers (chat text tokens with each placeholder replaced
+    by its visual tokens)."""
+    from PIL import Image
+
+    cfg = BenchConfig(frames=FRAMES, size=SIZE, prompts=PROMPTS, num_generations=G, completion_len=LEN, steps=1,
+                      warmup=1)
+    samples, _ = prepare_data(cfg, tmp_path_factory.mktemp("expected"))
+    _, processor = build_tiny_vlm(cfg.tiny, seed=cfg.seed)
+    vp, ip = processor.video_processor, processor.image_processor
+    video = vp(videos=[torch.zeros(FRAMES, 3, SIZE, SIZE)], do_sample_frames=False, return_tensors="pt")
+    images = ip(images=[Image.new("RGB", (SIZE, SIZE))] * (FRAMES // 2), return_tensors="pt")
+    video_patches = int(video["video_grid_thw"].prod(-1).sum())
+    image_patches = int(images["image_grid_thw"].prod(-1).sum())
+    video_tokens, image_tokens = video_patches // vp.merge_size**2, image_patches // ip.merge_size**2
+
+    def length(messages, placeholders, visual):
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return len(processor.tokenizer(text)["input_ids"]) - placeholders + visual
+
+    timed = samples[PROMPTS * cfg.warmup:PROMPTS * (cfg.warmup + 1)]  # no shuffling: step k has prompts kP..kP+P-1
+    return types.SimpleNamespace(
+        video_tokens=video_tokens, image_tokens=image_tokens, video_patches=video_patches,
+        image_patches=image_patches,
+        timegrpo_prompt_lengths=[length(sample_messages(s, cfg.template), 1, video_tokens) for s in timed],
+        trl_prompt_lengths=[length(image_messages(s, cfg.template, FRAMES // 2), FRAMES // 2, image_tokens)
+                            for s in timed])
+
+
+def test_processor_counts_agree_with_the_documented_formula(expected):
+    assert expected.video_tokens == expected.image_tokens == VISUAL == BenchConfig(frames=FRAMES, size=SIZE).visual_tokens
+    assert expected.video_patches == expected.image_patches == VISUAL * 4
+
+
+def test_json_has_the_step_fields_and_the_machine(bench_run, expected):
+    import transformers
+    import trl
+
     result, _, tmp = bench_run
     for key in ("step_time", "phases", "phase_split", "tokens_per_second", "tokens_per_step", "vision_tower",
                 "vision_tower_calls_per_step", "prompts_per_step", "peak_rss_mb", "data_wait_share",
                 "data_pipeline", "machine", "model_tflops_per_step"):
         assert key in result, key
     assert set(result["phases"]) == set(PHASES) and set(result["phase_split"]) == set(GROUPS)
-    for key in ("cpu", "cpu_cores", "load_average", "torch", "transformers", "trl", "gpu"):
-        assert key in result["machine"], key
-    assert len(result["machine"]["load_average"]) == 3
-    # exclusive phases never add up to more than the step; "other" is the remainder
-    assert sum(result["per_step"][1][p] for p in PHASES) == pytest.approx(result["per_step"][1]["step_time"])
+    machine = result["machine"]
+    assert (machine["cpu_cores"], machine["torch"], machine["transformers"], machine["trl"]) == (
+        os.cpu_count(), torch.__version__, transformers.__version__, trl.__version__)
+    assert (machine["gpu"] is None) == (not torch.cuda.is_available())
+    assert len(machine["load_average"]) == 3 and min(machine["load_average"]) >= 0
+    # the figures are the timed step's, not the warm-up step's (which saw other prompts)
+    warm, timed = result["per_step"]
+    assert result["warmup_step_times"] == [warm["step_time"]] and result["step_times"] == [timed["step_time"]]
+    assert result["step_time"] == timed["step_time"] and result["tokens_per_step"] == timed["tokens"]
+    assert result["tokens_per_second"] == timed["tokens"] / timed["step_time"]
+    # exclusive phases: none negative, the measured ones never add up to more than the step, "other" is the rest
+    phases = result["phases"]
+    measured = sum(v for p, v in phases.items() if p != "other")
+    assert min(phases.values()) >= 0 and measured <= result["step_time"]
+    assert phases["other"] == pytest.approx(result["step_time"] - measured)
+    ran = [p for p in PHASES if p != "other" and phases[p] <= 0]
+    assert not ran, f"phases every step runs (beta 0.04: a reference forward) were not timed: {ran}"
+    # tokens of the step: G copies of each timed prompt (lengths worked out from the processor) + the completions
     assert result["completion_len"] == LEN  # fixed length: min = max new tokens
-    n = PROMPTS * G
-    assert result["tokens_per_step"] == pytest.approx(n * (result["prompt_tokens_per_row"] + LEN))
-    assert result["tokens_per_second"] == pytest.approx(result["tokens_per_step"] / result["step_time"])
-    assert len(result["step_times"]) == 1 and len(result["warmup_step_times"]) == 1
-    assert json.loads((tmp / "out.json").read_text())["step_time"] == result["step_time"]
+    assert result["prompt_tokens_per_row"] == pytest.approx(np.mean(expected.timegrpo_prompt_lengths))
+    assert result["tokens_per_step"] == G * sum(expected.timegrpo_prompt_lengths) + PROMPTS * G * LEN
+    assert 0 <= result["data_wait_share"] <= 1 and result["peak_rss_mb"] > 0
+    assert json.loads((tmp / "out.json").read_text()) == result
 
 
-def test_vision_tower_runs_once_per_prompt_in_timegrpo(bench_run):
+def test_vision_tower_runs_once_per_prompt_in_timegrpo(bench_run, expected):
     result, _, _ = bench_run
     assert result["vision_tower_calls_per_step"] == result["prompts_per_step"] == PROMPTS
     tower = result["vision_tower"]
     assert tower["forwards_per_step"] == 1 and tower["inputs_per_step"] == PROMPTS
-    assert tower["patches_per_step"] == PROMPTS * VISUAL * 4  # 2x2 patches merge into one token
+    assert tower["patches_per_step"] == PROMPTS * expected.video_patches
 
 
-def test_trl_sees_the_same_visual_tokens_and_reencodes_them(bench_run):
+def test_trl_sees_the_same_visual_tokens_and_reencodes_them(bench_run, expected):
     result, _, _ = bench_run
     vs = result["vs_trl"]
-    assert vs["visual_tokens_per_prompt"] == {"timegrpo": VISUAL, "trl": VISUAL}
-    assert result["video_pad_per_prompt"] == VISUAL and result["image_pad_per_prompt"] == 0
+    assert vs["visual_tokens_per_prompt"] == {"timegrpo": expected.video_tokens, "trl": expected.image_tokens}
+    assert result["video_pad_per_prompt"] == expected.video_tokens and result["image_pad_per_prompt"] == 0
     trl = vs["trl"]
-    assert trl["image_pad_per_prompt"] == VISUAL and trl["video_pad_per_prompt"] == 0
+    assert trl["image_pad_per_prompt"] == expected.image_tokens and trl["video_pad_per_prompt"] == 0
     assert trl["completion_len"] == LEN
+    # same prompts, but as FRAMES/2 images: one <|vision_start|><|vision_end|> pair each instead of one per video
+    assert trl["tokens_per_step"] == G * sum(expected.trl_prompt_lengths) + PROMPTS * G * LEN
     # TRL encodes each completion's copy of the images in generation, the reference and the train forward
     images = PROMPTS * G * FRAMES // 2
     assert trl["vision_tower"]["forwards_per_step"] == 3
     assert trl["vision_tower"]["inputs_per_step"] == 3 * images
-    assert trl["vision_tower"]["patches_per_step"] == 3 * PROMPTS * G * VISUAL * 4
-    assert vs["step_time_ratio"] == pytest.approx(vs["timegrpo_step_time"] / vs["trl_step_time"])
-    assert vs["tokens_per_second_ratio"] == pytest.approx(result["tokens_per_second"] / trl["tokens_per_second"])
-    assert vs["target_met"] == (vs["step_time_ratio"] <= 0.7)
+    assert trl["vision_tower"]["patches_per_step"] == 3 * PROMPTS * G * expected.image_patches
+    # the ratios compare the two timed steps (the warm-up steps are left out), from each side's raw records
+    ours, theirs = result["per_step"][-1], trl["per_step"][-1]
+    assert (vs["timegrpo_step_time"], vs["trl_step_time"]) == (ours["step_time"], theirs["step_time"])
+    assert vs["step_time_ratio"] == pytest.approx(ours["step_time"] / theirs["step_time"])
+    assert vs["paired_step_time_ratio"] == pytest.approx(vs["step_time_ratio"])  # one pair
+    assert vs["tokens_per_second_ratio"] == pytest.approx(
+        ours["tokens"] / ours["step_time"] / (theirs["tokens"] / theirs["step_time"]))
+    assert vs["target_step_time_ratio"] == 0.7 and vs["target_met"] == (vs["step_time_ratio"] <= 0.7)
 
 
 def test_markdown_report_is_written(bench_run):

@@ -141,7 +141,11 @@ def test_synth_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "synth", "--out", str(tmp_path), "--n", "10", "--seed", "0", "--events",
                  "appear,move", "--label-jitter", "0.5", "--val-size", "2", "--test-size", "3"]) == 0
     assert "wrote 10 videos (train 5, val 2, test 3)" in capsys.readouterr().out
-    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 10
+    splits = {name: load_split(tmp_path, name) for name in ("train", "val", "test")}
+    assert {name: len(s) for name, s in splits.items()} == {"train": 5, "val": 2, "test": 3}
+    referenced = sorted(Path(s.video).name for samples in splits.values() for s in samples)
+    assert referenced == [f"synth_{i:05d}.mp4" for i in range(10)]  # one video per sample, none shared
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == referenced  # and no stray file
 
 
 @pytest.mark.slow
@@ -149,4 +153,4 @@ def test_200_videos_in_under_a_minute(tmp_path: Path) -> None:
     t0 = time.perf_counter()
     assert main(["data", "synth", "--out", str(tmp_path), "--n", "200", "--seed", "0"]) == 0
     assert time.perf_counter() - t0 < 60
-    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 200
+    assert sorted(p.name for p in (tmp_path / "videos").iterdir()) == [f"synth_{i:05d}.mp4" for i in range(200)]

@@ -75,7 +75,11 @@ def test_synth_train_predict_through_the_cli(tmp_path: Path, capsys: pytest.Capt
     data = tmp_path / "data"
     assert main(["detr", "synth-features", "--out", str(data), "--n", "12", "--seed", "5"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert sum(summary["queries"].values()) == len(list((data / "features/text").glob("qid*.npz")))
+    qids = {split: [json.loads(x)["qid"] for x in (data / "annotations" / f"{split}.jsonl").read_text().splitlines()]
+            for split in ("train", "val", "test")}
+    assert {split: len(q) for split, q in qids.items()} == summary["queries"]
+    text = sorted(p.name for p in (data / "features/text").iterdir())
+    assert text == sorted(f"qid{q}.npz" for q in sum(qids.values(), []))  # one text file per query, no other
     recipe = next(p for p in RECIPES if p.stem == "synthetic")
     common = ["--config", str(recipe), "--data.root", str(data), "--out_root", str(tmp_path), "--threads", "1",
               "--model.hidden_dim", "32", "--model.dim_feedforward", "64"]

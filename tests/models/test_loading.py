@@ -49,10 +49,34 @@ def test_lora_adapts_language_model_only_and_reference_is_the_adapter_disabled_p
 
 
 def test_separate_reference_only_when_beta_nonzero(tmp_path):
-    model, _ = build_tiny_vlm("qwen2_vl")
-    assert make_reference(model, beta=0.0, use_lora=False) is None
-    ref = make_reference(model, beta=0.04, use_lora=False)
-    assert ref is not model and not any(p.requires_grad for p in ref.parameters())
+    """beta 0: no reference. beta > 0: a frozen copy with its own storage that a policy step leaves alone.
+    LoRA: no copy (the adapter-disabled policy is the reference, tested above)."""
+    model, processor = build_tiny_vlm("qwen2_vl", seed=0)
+    policy = prepare_policy(model)
+    assert make_reference(policy, beta=0.0, use_lora=False) is None
+    assert make_reference(policy, beta=0.04, use_lora=True) is None
+    before = trainable(policy)
+    ref = make_reference(policy, beta=0.04, use_lora=False)
+    assert ref is not None and ref is not policy and not ref.training
+    assert trainable(policy) == before  # freezing the copy leaves the policy's trainable set as it was
+    assert not any(p.requires_grad for p in ref.parameters())
+    ours, theirs = dict(policy.named_parameters()), dict(ref.named_parameters())
+    assert ours.keys() == theirs.keys()
+    for name, p in ours.items():
+        assert torch.equal(p, theirs[name]), name
+        assert p.untyped_storage().data_ptr() != theirs[name].untyped_storage().data_ptr(), name
+    with reference_context(policy, ref) as used:
+        assert used is ref
+    snapshot = {n: p.detach().clone() for n, p in theirs.items()}
+    ids = processor.tokenizer("<answer>1.00 to 2.00</answer>", return_tensors="pt")["input_ids"]
+    opt = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=0.1)
+    policy(input_ids=ids).logits.square().mean().backward()
+    opt.step()
+    assert not torch.equal(ours["lm_head.weight"], snapshot["lm_head.weight"])  # the policy moved
+    for name, p in theirs.items():
+        assert torch.equal(p, snapshot[name]) and p.grad is None, name
+    with torch.no_grad():
+        assert not torch.allclose(ref(input_ids=ids).logits, policy(input_ids=ids).logits)
 
 
 def test_load_policy_from_a_folder_with_gradient_checkpointing(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from timegrpo.cli import main
 from timegrpo.config import load_recipe
 from timegrpo.models.tiny import save_tiny_vlm
@@ -35,6 +37,14 @@ def test_sft_then_grpo_from_the_command_line(synth_dir, tmp_path):
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2]
     assert {"rewards/tiou/mean", "rewards/format/mean", "vision_tower_calls"} <= set(lines[0])
-    assert len((out / "completions.jsonl").read_text().splitlines()) == 2 * 2 * 2  # steps x prompts x G
+    rows = [json.loads(x) for x in (out / "completions.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1] * 4 + [2] * 4  # steps x prompts x G
+    groups = [rows[i:i + 2] for i in range(0, len(rows), 2)]  # the G completions of a prompt side by side
+    assert all(a["qid"] == b["qid"] for a, b in groups)
+    train_qids = {json.loads(x)["qid"] for x in (synth_dir / "train.jsonl").read_text().splitlines()}
+    assert len({a["qid"] for a, _ in groups} & train_qids) == 4  # four different training prompts in 2 steps
+    for line in lines:  # the logged step reward is the mean over that step's logged completions
+        rewards = [r["reward"] for r in rows if r["step"] == line["step"]]
+        assert line["reward"] == pytest.approx(sum(rewards) / len(rewards))
     assert (out / "checkpoint-2" / "model.safetensors").is_file()
     assert (out / "checkpoint-2" / "state").is_dir()

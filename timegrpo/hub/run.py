@@ -79,9 +79,9 @@ def _read_json(path: Path, what: str) -> Any:
 
 def _load_recipe(path: Path) -> Any:
     """The recipe config of ``path`` (no overrides); raises ``timegrpo.config.ConfigError``."""
-    from timegrpo.config import load_config
+    from timegrpo.config import load_recipe
 
-    return load_config(path, [])
+    return load_recipe(path, [])
 
 
 def find_recipe(checkpoint: str | Path) -> Path | None:
