@@ -130,10 +130,6 @@ class GRPOTrainer(TrainLoop):
         self.vision_counter = VisionCallCounter(self.model)
         self._last_completions: list[dict[str, Any]] = []
 
-    @property
-    def prompts_per_step(self) -> int:
-        return self.order.per_step
-
     # ------------------------------------------------------------------------------------------ rollouts
     def score(self, completions: list[str], samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, float]]:
         """Total rewards ``(N,)`` (weighted, None skipped as in TRL), each component's mean/std, and ``iou``:

@@ -56,7 +56,8 @@ class DataOrder:
     * ``epoch_aligned=False`` (GRPO): positions run on into the next epoch, so every micro-batch is full and
       process ``r`` takes the contiguous ``P`` positions ``[r*P, (r+1)*P)`` of it;
     * ``epoch_aligned=True`` (SFT): every epoch starts a new micro-batch, the last one of an epoch is short,
-      and process ``r`` takes every ``W``-th sample of it from the ``r``-th on (sizes differ by at most one).
+      and process ``r`` takes every ``W``-th sample of it from the ``r``-th on (sizes differ by at most one; a
+      last micro-batch with fewer samples than processes is topped up from the start of the epoch).
 
     >>> order = DataOrder(n=5, seed=0, per_device=2, accumulation=1, world=1, rank=0, shuffle=False)
     >>> [order.step_positions(s) for s in range(3)]
@@ -103,7 +104,9 @@ class DataOrder:
     def _micro_batch(self, m: int) -> list[int]:
         if self.epoch_aligned:
             epoch, k = divmod(m, max(1, math.ceil(self.n / self.per_micro_batch)))
-            chunk = self.order(epoch)[k * self.per_micro_batch:(k + 1) * self.per_micro_batch]
+            order = self.order(epoch)
+            chunk = order[k * self.per_micro_batch:(k + 1) * self.per_micro_batch]
+            chunk += order[:max(0, self.world - len(chunk))]  # fewer samples than processes: each gets one
             return chunk[self.rank::self.world]
         first = m * self.per_micro_batch + self.rank * self.per_device
         orders: dict[int, list[int]] = {}
