@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from timegrpo.models.vision import VideoFeatures, encode_videos, encoder_outputs
+from timegrpo.models.vision import VideoFeatures, encode_videos, encoder_outputs, select_videos
 
 
 @dataclass
@@ -176,20 +176,41 @@ def _selective_log_softmax(logits: torch.Tensor, ids: torch.Tensor) -> torch.Ten
     return torch.stack(out)
 
 
-def _logits(model: nn.Module, batch: SequenceBatch, rows: Sequence[int], *, with_grad: bool,
+def _logits(model: nn.Module, batch: SequenceBatch, rows: Sequence[int], mm: Any, *,
             logits_to_keep: int) -> torch.Tensor:
     """The model's logits ``(n, K, V)`` over prompt + continuation of ``rows`` (the last ``logits_to_keep``
-    positions; 0 = all), the video seen as generation saw it; gradients as the caller's grad mode says."""
+    positions; 0 = all), the video seen as generation saw it: ``mm`` is :func:`_video_outputs`' per-video
+    output; gradients as the caller's grad mode says."""
     idx = torch.as_tensor(list(rows), dtype=torch.long)
     ids = torch.cat([batch.prompt_ids[idx], batch.completion_ids[idx]], dim=1)
     mask = torch.cat([batch.prompt_mask[idx], batch.completion_mask[idx]], dim=1)
     types = torch.cat([_prompt_types(batch)[idx], torch.zeros_like(batch.completion_ids[idx])], dim=1)
     videos = [batch.video_index[r] for r in rows]
-    mm = encoder_outputs(model, batch.features, videos, with_grad=with_grad,
-                         pixel_values_videos=batch.prompt_inputs.get("pixel_values_videos"))
-    out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, mm_encoder_outputs=mm,
-                logits_to_keep=logits_to_keep, use_cache=False, **_video_kwargs(batch.prompt_inputs, videos))
+    out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types,
+                mm_encoder_outputs=select_videos(mm, videos), logits_to_keep=logits_to_keep, use_cache=False,
+                **_video_kwargs(batch.prompt_inputs, videos))
     return out.logits
+
+
+def _video_outputs(model: nn.Module, batch: SequenceBatch, with_grad: bool) -> dict[str, Any]:
+    """``mm_encoder_outputs`` of every video of the batch, once per forward pass over its rows (with
+    ``with_grad``, the merger replay or the re-run tower is shared by all row chunks: one graph, one run)."""
+    return encoder_outputs(model, batch.features, range(len(batch.features)), with_grad=with_grad,
+                           pixel_values_videos=batch.prompt_inputs.get("pixel_values_videos"))
+
+
+def row_chunks(rows: Sequence[int], batch_size: int | None) -> list[list[int]]:
+    """``rows`` cut into consecutive chunks of at most ``batch_size`` (None: one chunk).
+
+    >>> row_chunks(range(5), 2), row_chunks(range(3), None)
+    ([[0, 1], [2, 3], [4]], [[0, 1, 2]])
+    """
+    rows = list(rows)
+    if batch_size is None or batch_size >= len(rows):
+        return [rows]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
+    return [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
 
 
 def _prompt_types(batch: SequenceBatch) -> torch.Tensor:
@@ -198,33 +219,45 @@ def _prompt_types(batch: SequenceBatch) -> torch.Tensor:
 
 
 def completion_logps(model: nn.Module, batch: SequenceBatch, *, rows: Sequence[int] | None = None,
-                     temperature: float = 1.0, with_grad: bool = False) -> torch.Tensor:
+                     temperature: float = 1.0, with_grad: bool = False,
+                     batch_size: int | None = None) -> torch.Tensor:
     """Log-probs ``(n, Lc)`` of the continuation tokens under ``model`` for ``rows`` (all by default).
 
     Logits are divided by ``temperature`` first (as TRL does), so the ratio compares the same distribution
     that sampled the tokens. ``with_grad`` builds the graph (train forward), with merger gradients when the
-    merger trains; otherwise the cached vision features are reused.
+    merger trains; otherwise the cached vision features are reused. ``batch_size`` bounds the rows of one
+    model forward (``train.logprob_batch_size``): the rows run in chunks and the results are concatenated, so
+    values and gradients are those of one forward over all rows. With gradients every chunk's graph is kept
+    until the caller's backward: a chunk bounds the forward's working memory (attention, MLP, logits) and,
+    with gradient checkpointing, the recomputation of the backward, not the activations kept between.
     """
     rows = list(range(batch.num_rows)) if rows is None else list(rows)
     lc = batch.completion_ids.shape[1]
     ctx = torch.enable_grad() if with_grad else torch.no_grad()
     with ctx:
-        logits = _logits(model, batch, rows, with_grad=with_grad, logits_to_keep=lc + 1)[:, :-1, :] / temperature
-        return _selective_log_softmax(logits, batch.completion_ids[torch.as_tensor(rows, dtype=torch.long)])
+        mm = _video_outputs(model, batch, with_grad)
+        out = []
+        for chunk in row_chunks(rows, batch_size):
+            logits = _logits(model, batch, chunk, mm, logits_to_keep=lc + 1)[:, :-1, :] / temperature
+            out.append(_selective_log_softmax(logits, batch.completion_ids[torch.as_tensor(chunk, dtype=torch.long)]))
+        return torch.cat(out) if len(out) > 1 else out[0]
 
 
-def sequence_logps(model: nn.Module, batch: SequenceBatch, *, with_grad: bool = False
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_logps(model: nn.Module, batch: SequenceBatch, *, with_grad: bool = False,
+                   batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs ``(N, Lp+Lc-1)`` of every token after the first (prompt and continuation), and the mask of
     the ones a language-modelling loss counts: text tokens (no padding, no video placeholders) whose
     predecessor is a real token. Column ``Lp-1+j`` is continuation token ``j`` (what :func:`completion_logps`
-    returns at ``j``)."""
-    rows = list(range(batch.num_rows))
+    returns at ``j``). ``batch_size`` chunks the rows as in :func:`completion_logps`."""
     ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1)
     real = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1).bool()
     text = torch.cat([_prompt_types(batch) == 0, batch.completion_mask.bool()], dim=1)
     mask = (real & text)[:, 1:] & real[:, :-1]
     ctx = torch.enable_grad() if with_grad else torch.no_grad()
     with ctx:
-        logits = _logits(model, batch, rows, with_grad=with_grad, logits_to_keep=0)[:, :-1, :]
-        return _selective_log_softmax(logits, ids[:, 1:]), mask.long()
+        mm = _video_outputs(model, batch, with_grad)
+        out = []
+        for chunk in row_chunks(range(batch.num_rows), batch_size):
+            logits = _logits(model, batch, chunk, mm, logits_to_keep=0)[:, :-1, :]
+            out.append(_selective_log_softmax(logits, ids[torch.as_tensor(chunk, dtype=torch.long), 1:]))
+        return (torch.cat(out) if len(out) > 1 else out[0]), mask.long()

@@ -56,7 +56,7 @@ def test_one_step_trains_llm_and_merger_not_vision_tower(synth_dir, tmp_path):
 
 
 def test_logged_iou_is_the_one_the_rewards_report(synth_dir, tmp_path):
-    """``iou`` is the mean of what the rewards reported (``extra["iou"]``, None skipped), not a re-parse."""
+    """``iou`` is what the rewards reported (``extra["iou"]``, None as NaN), not a re-parse."""
     from timegrpo.rewards import RewardBreakdown
 
     trainer = make_trainer(synth_dir, tmp_path, "--train.max_steps", "1", "--train.num_generations", "2")
@@ -68,9 +68,10 @@ def test_logged_iou_is_the_one_the_rewards_report(synth_dir, tmp_path):
         return out
 
     trainer.rewards = rewards
-    total, metrics = trainer.score(["<answer>1 to 2</answer>", "nonsense"], samples)
+    total, values = trainer.score(["<answer>1 to 2</answer>", "nonsense"], samples)
     assert total.tolist() == [0.5, 1.0]
-    assert metrics["iou"] == 0.25 and metrics["rewards/tiou/mean"] == 0.75
+    assert values["iou"][0] == 0.25 and torch.isnan(values["iou"][1])  # None: no IoU, left out of the mean
+    assert values["rewards/tiou/mean"].tolist() == [0.5, 1.0]
 
 
 def test_resume_reaches_the_same_parameters(synth_dir, tmp_path):

@@ -263,7 +263,7 @@ def _gpu(results: Sequence[dict[str, Any]], kept: bool = False) -> list[str]:
             "`timegrpo/bench/arch.py`, with the tiny offline tokenizer), these commands take them "
             "(72 frames of 280x280 = 36 x 100 = 3600 visual tokens per prompt):", "", "```",
             *GPU_COMMANDS, "```", "",
-            "vLLM rollouts are not available in timegrpo yet (`train.use_vllm` raises), so the HF-generate vs vLLM "
+            "timegrpo has no vLLM rollout engine (rollouts use HF generate), so the HF-generate vs vLLM "
             "ratio was not measured either.", "",
             "Memory: `--sequential` runs all timegrpo steps, frees that trainer, then runs TRL's, since two "
             "policies, two references and two optimisers do not fit on one GPU at these sizes. With a reference "

@@ -117,6 +117,7 @@ class TimegrpoSide(Side):
     def __init__(self, work: Workload) -> None:
         super().__init__(work.config)
         import timegrpo.trainer.grpo as trainer_module
+        import timegrpo.trainer.prefetch as prefetch_module
         from timegrpo.models.loading import load_policy, vision_tower
         from timegrpo.trainer.grpo import GRPOTrainer
         from timegrpo.trainer.loop import make_accelerator
@@ -135,7 +136,7 @@ class TimegrpoSide(Side):
         self.plog = ProcessorLog(processor)
         p, t = self.patcher, self.timer
         p.setattr(trainer, "videos", t.wrap(trainer.videos, "data_loading"))
-        p.wrap(trainer_module, "prompt_inputs", t, "data_processing")
+        p.wrap(prefetch_module, "prompt_inputs", t, "data_processing")
         p.wrap_call(processor, t, "data_processing", after=self.plog)
         p.wrap(trainer_module, "generate", t, "generation")
         p.wrap(trainer, "score", t, "reward")

@@ -48,7 +48,6 @@ TORCH_DTYPES = ("bfloat16", "float16", "float32", "auto")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 ON_BAD = ("error", "skip", "clip")
 REPORT_TO = ("wandb", "none")
-VLLM_MODES = ("colocate", "server")
 #: ``method`` -> the per-token objective registered in :data:`timegrpo.algos.losses.OBJECTIVES`.
 METHOD_OBJECTIVES = {"grpo": "clipped", "opd": "opd"}
 
@@ -142,7 +141,10 @@ class DataConfig:
     prompt_template: str = opt("think", "Prompt template name: think (reason, then answer) or no_think (answer only).")
     max_train_samples: int | None = opt(None, "Use only the first N training samples (debugging); None = all.")
     max_eval_samples: int | None = opt(None, "Use only the first N evaluation samples; None = all.")
-    num_workers: int = opt(0, "DataLoader worker processes that decode videos; 0 = in the main process.")
+    num_workers: int = opt(
+        0, "Background threads that read, sample and process the videos of the next micro-batches while the "
+        "current one trains (same inputs as 0); 0 = in the training loop, when needed."
+    )
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -215,6 +217,12 @@ class OptimConfig:
     report_to: str = opt("none", "Logger: wandb (also offline, WANDB_MODE=offline) or none.")
     run_name: str | None = opt(None, "Run name for the logger; None = the output_dir's name.")
     bf16: bool = opt(False, "bfloat16 mixed precision (Accelerate's mixed_precision='bf16').")
+    eval_steps: int = opt(
+        0, "Evaluate on data.eval_file (first data.max_eval_samples) every N optimiser steps and after the last, as "
+        "`timegrpo eval` does (greedy, same parser and metrics), logging eval/mIoU, eval/R1@0.5, ...; 0 = never."
+    )
+    per_device_eval_batch_size: int = opt(8, "Prompts per generate call of the evaluation (per process).")
+    eval_max_new_tokens: int = opt(1024, "Completion token limit of the evaluation (`timegrpo eval`'s default).")
     push_to_hub: bool = opt(False, "Upload the final model, processor, recipe and model card to hub_model_id.")
     hub_model_id: str | None = opt(None, "Hub repository id ('user/name') for push_to_hub.")
 
@@ -231,10 +239,12 @@ class OptimConfig:
         check(self.max_grad_norm >= 0, f"{s}.max_grad_norm", f"must be >= 0, got {self.max_grad_norm}")
         check(self.num_train_epochs > 0, f"{s}.num_train_epochs", f"must be > 0, got {self.num_train_epochs}")
         check(self.max_steps == -1 or self.max_steps >= 1, f"{s}.max_steps", f"must be -1 or >= 1, got {self.max_steps}")
-        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps"):
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps",
+                     "per_device_eval_batch_size", "eval_max_new_tokens"):
             value = getattr(self, name)
             check(value >= 1, f"{s}.{name}", f"must be >= 1, got {value}")
         check(self.save_steps >= 0, f"{s}.save_steps", f"must be >= 0, got {self.save_steps}")
+        check(self.eval_steps >= 0, f"{s}.eval_steps", f"must be >= 0, got {self.eval_steps}")
         limit = self.save_total_limit
         check(limit is None or limit >= 1, f"{s}.save_total_limit", f"must be >= 1 or null, got {limit}")
         check(bool(self.output_dir), f"{s}.output_dir", "must not be empty")
@@ -291,12 +301,14 @@ class RLConfig(OptimConfig):
         lambda: ["tiou", "format"], "Reward functions by registered name or 'package.module:function', summed."
     )
     reward_weights: list[float] | None = opt(None, "One weight per reward function; None = all 1.")
-    use_vllm: bool = opt(False, "Generate rollouts with vLLM (needs the vllm extra) instead of HF generate.")
-    vllm_mode: str = opt("colocate", "vLLM mode: colocate (inside the training processes) or server.")
-    vllm_gpu_memory_utilization: float = opt(0.3, "GPU memory share vLLM may use in colocate mode.")
-    vllm_server_host: str = opt("0.0.0.0", "Host of the vLLM server (server mode).")
-    vllm_server_port: int = opt(8000, "Port of the vLLM server (server mode).")
-    log_completions: bool = opt(False, "Log a table of sampled prompts, completions and rewards at each logging step.")
+    logprob_batch_size: int | None = opt(
+        None, "Most completions (rows) in one log-prob forward (old, reference, teacher and the train forward, "
+        "whose gradients are unchanged); None = all P*G rows of a micro-batch at once."
+    )
+    log_completions: bool = opt(
+        False, "Write every sampled completion of a logging step (all its micro-batches, this process's prompts "
+        "on the main process) with its qid and reward to output_dir/completions.jsonl."
+    )
     teacher_model_name_or_path: str | None = opt(
         None, "Video-OPD teacher (same tokenizer as the policy); required with method: opd."
     )
@@ -326,9 +338,8 @@ class RLConfig(OptimConfig):
             check(len(self.reward_weights) == len(self.reward_funcs), f"{s}.reward_weights",
                    f"has {len(self.reward_weights)} weights for {len(self.reward_funcs)} reward_funcs "
                    f"({', '.join(self.reward_funcs)})")
-        check_choice(f"{s}.vllm_mode", self.vllm_mode, VLLM_MODES)
-        check(0 < self.vllm_gpu_memory_utilization <= 1, f"{s}.vllm_gpu_memory_utilization",
-               f"must be in (0, 1], got {self.vllm_gpu_memory_utilization}")
+        lbs = self.logprob_batch_size
+        check(lbs is None or lbs >= 1, f"{s}.logprob_batch_size", f"must be >= 1 or null, got {lbs}")
         clip, clamp = self.opd_ratio_clip, self.opd_reward_clamp
         check(clip is None or 0 < clip < 1, f"{s}.opd_ratio_clip", f"must be in (0, 1) or null, got {clip}")
         check(clamp is None or clamp > 0, f"{s}.opd_reward_clamp", f"must be > 0 or null, got {clamp}")
@@ -373,6 +384,10 @@ class RecipeConfig:
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, tuple(METHOD_OBJECTIVES))
+        for name in ("train", "sft"):
+            if getattr(self, name).eval_steps:
+                check(bool(self.data.eval_file), f"{name}.eval_steps",
+                      "evaluates data.eval_file, which is not set: pass --data.eval_file PATH or set eval_steps: 0")
         if self.method == "opd":
             check(bool(self.train.teacher_model_name_or_path), "train.teacher_model_name_or_path",
                    "is required with method: opd (the teacher that scores the student's tokens)")

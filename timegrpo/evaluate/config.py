@@ -146,7 +146,10 @@ class EvalConfig:
                       "(skip), or clamp windows into [0, duration] and leave out the rest, counted (clip).")
     limit: int | None = opt(None, "Evaluate only the first N samples.")
     overwrite: bool = opt(False, "Discard existing predictions in out.")
-    backend: str = opt("hf", "Back-end that generates (timegrpo.evaluate.backends): hf (HF generate) or vllm.")
+    backend: str = opt(
+        "hf", "Back-end that generates (timegrpo.evaluate.backends): hf (HF generate) or vllm (experimental: "
+        "never run by timegrpo's tests or on a GPU yet; needs the vllm extra)."
+    )
     dtype: str = opt("auto", f"Weights dtype: {', '.join(DTYPES)} (auto: the checkpoint's).")
     attn_implementation: str | None = opt(None, "Attention kernel, e.g. sdpa, flash_attention_2 (HF back-end).")
     frame_cache: str | None = opt(None, "Cache sampled frames in this folder (reruns decode nothing).")

@@ -97,21 +97,22 @@ def apply_lora(model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float
 def load_policy(name_or_path: str, *, dtype: str = "bfloat16", attn_implementation: str | None = None,
                 freeze_vision_tower: bool = True, train_merger: bool = True, use_lora: bool = False,
                 lora_kwargs: dict[str, Any] | None = None, gradient_checkpointing: bool = False,
-                trust_remote_code: bool = False) -> tuple[nn.Module, Any]:
-    """Load ``(model, processor)`` from a local folder or a Hub id and prepare it for RL.
+                trust_remote_code: bool = False, revision: str | None = None) -> tuple[nn.Module, Any]:
+    """Load ``(model, processor)`` from a local folder or a Hub id (at ``revision``: a branch, tag or commit;
+    None = the default branch) and prepare it for RL.
 
     ``dtype`` is one of bfloat16 | float16 | float32 | auto. Raises with the path and what to do when the
     folder is not a Qwen-VL checkpoint.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "revision": revision}
     kwargs["dtype"] = "auto" if dtype == "auto" else DTYPES[dtype]
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     try:
         model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
-        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code, revision=revision)
     except OSError as err:
         raise OSError(f"could not load a model from {name_or_path!r}: {err}. Pass a local folder holding "
                       "config.json + weights + processor files, or a Hub id reachable from this machine "

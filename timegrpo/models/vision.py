@@ -120,6 +120,13 @@ def _select(output: Any, index: Sequence[int], pooler: Sequence[torch.Tensor]) -
     return cls(**kwargs)
 
 
+def select_videos(outputs: dict[str, Any], index: Sequence[int]) -> dict[str, Any]:
+    """``mm_encoder_outputs`` (from :func:`encoder_outputs`) of videos ``index``, in that order: rows that
+    share a video share its tensors (and, with gradients, its graph)."""
+    video = outputs["video"]
+    return {"video": _select(video, index, video.pooler_output)}
+
+
 def encoder_outputs(model: nn.Module, feats: VideoFeatures, index: Sequence[int], *,
                     with_grad: bool = False, pixel_values_videos: torch.Tensor | None = None) -> dict[str, Any]:
     """``mm_encoder_outputs`` for rows that use videos ``index`` (e.g. ``[0]*G + [1]*G``).

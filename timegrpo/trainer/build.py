@@ -11,6 +11,7 @@ from timegrpo.config import ConfigError
 from timegrpo.data.source import VideoSource, video_source
 from timegrpo.trainer.grpo import GRPOTrainer
 from timegrpo.trainer.loop import TrainLoop, make_accelerator
+from timegrpo.trainer.periodic_eval import PeriodicEval, periodic_eval
 from timegrpo.trainer.sft import SFTTrainer
 
 logger = logging.getLogger(__name__)
@@ -25,10 +26,15 @@ def load_samples(cfg: Any, which: str = "train") -> list[Any]:
     if not path:
         raise ConfigError(f"data.{which}_file is not set: pass --data.{which}_file PATH or set it in the recipe")
     samples, report = load_annotations(path, d.format, on_bad=d.on_bad, durations=d.durations,
-                                       video_dir=d.video_dir)
+                                       video_dir=d.video_dir, drop_duplicates=d.drop_duplicates)
     logger.info("%s: %d samples (%s); anomalies %s", path, len(samples), report.format, dict(report.counts))
     limit = d.max_train_samples if which == "train" else d.max_eval_samples
     return samples[:limit] if limit else samples
+
+
+def build_evaluator(cfg: Any, section: Any) -> PeriodicEval | None:
+    """Evaluation during training on ``data.eval_file`` every ``section.eval_steps`` (None when 0)."""
+    return periodic_eval(cfg, section, load_samples(cfg, "eval")) if section.eval_steps else None
 
 
 def build_videos(cfg: Any, processor: Any) -> VideoSource:
@@ -50,7 +56,7 @@ def load_model(cfg: Any) -> tuple[Any, Any]:
         freeze_vision_tower=m.freeze_vision_tower, train_merger=m.train_merger, use_lora=m.use_lora,
         lora_kwargs={"r": m.lora_r, "alpha": m.lora_alpha, "dropout": m.lora_dropout,
                      "target_modules": list(m.lora_target_modules)},
-        gradient_checkpointing=m.gradient_checkpointing, trust_remote_code=m.trust_remote_code)
+        gradient_checkpointing=m.gradient_checkpointing, trust_remote_code=m.trust_remote_code, revision=m.revision)
 
 
 def section_accelerator(section: Any) -> Any:
@@ -91,6 +97,7 @@ def build_trainer(cfg: Any) -> GRPOTrainer:
     samples = load_samples(cfg)
     trainer = GRPOTrainer(cfg, model, processor, samples, build_videos(cfg, processor), accelerator=accelerator,
                           teacher=teacher)
+    trainer.evaluator = build_evaluator(cfg, t)
     _init_trackers(trainer, cfg)
     return trainer
 
@@ -101,5 +108,6 @@ def build_sft_trainer(cfg: Any) -> SFTTrainer:
     model, processor = load_model(cfg)
     trainer = SFTTrainer(cfg, model, processor, load_samples(cfg), build_videos(cfg, processor),
                          accelerator=accelerator)
+    trainer.evaluator = build_evaluator(cfg, cfg.sft)
     _init_trackers(trainer, cfg)
     return trainer

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -46,6 +46,8 @@ from timegrpo.rewards import RewardSet
 from timegrpo.rewards.columns import reward_columns
 from timegrpo.rollout import RolloutBatch, SamplingParams, completion_logps, generate
 from timegrpo.trainer.loop import TrainLoop, mean_dicts
+from timegrpo.trainer.metrics import loss_metrics, value_metrics
+from timegrpo.trainer.prefetch import InputPrefetch
 
 
 def rollout_seed(seed: int, step: int, position: int) -> int:
@@ -68,6 +70,10 @@ class ScoredRollout:
     ref_logps: torch.Tensor | None  # (N, Lc), when beta != 0
     teacher_logps: torch.Tensor | None  # (N, Lc), on-policy distillation
     metrics: dict[str, float]
+    #: per-completion values ``(N,)`` (NaN = none) whose step mean is logged: see :meth:`GRPOTrainer.score`
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
+    #: ``completions.jsonl`` rows (qid, completion, reward), with ``log_completions``
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -112,9 +118,6 @@ class GRPOTrainer(TrainLoop):
                  videos: VideoSource, *, accelerator: Any = None,
                  reward_funcs: Sequence[Any] | None = None, teacher: nn.Module | None = None) -> None:
         t = cfg.train
-        if t.use_vllm:
-            raise NotImplementedError("train.use_vllm: vLLM rollouts are not available in this version; set "
-                                      "use_vllm: false (rollouts then use HF generate with cached vision features)")
         self.cfg = cfg
         self.videos = videos
         self.rewards = reward_set(t, reward_funcs)
@@ -128,42 +131,44 @@ class GRPOTrainer(TrainLoop):
             if frozen is not None:
                 frozen.to(self.accelerator.device).eval().requires_grad_(False)
         self.vision_counter = VisionCallCounter(self.model)
+        self.inputs = InputPrefetch(self, cfg.data.prompt_template, cfg.data.num_workers)
         self._last_completions: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------------------------------ rollouts
-    def score(self, completions: list[str], samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total rewards ``(N,)`` (weighted, None skipped as in TRL), each component's mean/std, and ``iou``:
-        the mean IoU the rewards reported (``log_extra("iou", ...)``), when one did."""
+    def score(self, completions: list[str], samples: Sequence[Sample]
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total rewards ``(N,)`` (weighted, None skipped as in TRL) and the per-completion values ``(N,)`` (None
+        as NaN) whose step means are logged: ``reward`` (the total), ``rewards/{name}/mean`` (each reward
+        function; its std is logged too) and ``iou``, what the rewards reported (``log_extra("iou", ...)``), when
+        one did (the trainer parses nothing itself)."""
         breakdown = self.rewards(completions, **reward_columns(samples, self.sampling.num_generations))
-        metrics: dict[str, float] = {}
-        for key, values in breakdown.per_func.items():
-            v = _as_tensor(values)
-            metrics[f"rewards/{key}/mean"] = float(torch.nanmean(v))
-            metrics[f"rewards/{key}/std"] = float(_nanstd(v))
+        total = torch.tensor(breakdown.total)
+        values = {"reward": total,
+                  **{f"rewards/{key}/mean": _as_tensor(v) for key, v in breakdown.per_func.items()}}
         ious = getattr(breakdown, "extra", {}).get("iou")
         if ious is not None:
-            metrics["iou"] = float(torch.nanmean(_as_tensor(ious)))
-        return torch.tensor(breakdown.total), metrics
+            values["iou"] = _as_tensor(ious)
+        return total, values
 
-    def rollout(self, samples: Sequence[Sample], seed: int) -> ScoredRollout:
-        """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients)."""
+    def rollout(self, samples: Sequence[Sample], seed: int, inputs: dict[str, Any] | None = None) -> ScoredRollout:
+        """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients). ``inputs``:
+        the samples' :func:`prompt_inputs` when already made (prefetched), else they are made here."""
         t = self.args
         device = self.accelerator.device
-        inputs = prompt_inputs(self.processor, samples, self.videos, self.cfg.data.prompt_template)
+        if inputs is None:
+            inputs = prompt_inputs(self.processor, samples, self.videos, self.cfg.data.prompt_template)
         inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         batch = self._sample(inputs, seed)
-        rewards, metrics = self.score(batch.completions, samples)
+        rewards, values = self.score(batch.completions, samples)
         mask = batch.completion_mask.clone()
         if t.mask_truncated_completions:
             mask[batch.truncated.to(mask.device)] = 0
         old, ref, teacher = self._frozen_logps(batch, inputs)
-        metrics.update(_rollout_metrics(batch, rewards))
-        if t.log_completions:
-            self._last_completions = [
-                {"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
-                for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))]
+        rows = [{"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
+                for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))
+                ] if t.log_completions else []
         return ScoredRollout(batch=batch, rewards=rewards, mask=mask.to(device), old_logps=old, ref_logps=ref,
-                             teacher_logps=teacher, metrics=metrics)
+                             teacher_logps=teacher, metrics=_rollout_metrics(batch, rewards), values=values, rows=rows)
 
     def _sample(self, inputs: dict[str, Any], seed: int) -> RolloutBatch:
         """``G`` completions per prompt from the policy in eval mode, seeded by ``seed``."""
@@ -181,14 +186,15 @@ class GRPOTrainer(TrainLoop):
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Old-policy (``num_iterations > 1``), reference (``beta != 0``) and teacher log-probs ``(N, Lc)``."""
         t = self.args
-        old = completion_logps(self.model, batch, temperature=t.temperature) if t.num_iterations > 1 else None
+        kw = {"temperature": t.temperature, "batch_size": t.logprob_batch_size}
+        old = completion_logps(self.model, batch, **kw) if t.num_iterations > 1 else None
         ref = teacher = None
         if t.beta != 0:
             with reference_context(self.model, self.reference) as ref_model:
-                ref = completion_logps(ref_model, batch, temperature=t.temperature)
+                ref = completion_logps(ref_model, batch, **kw)
         if self.teacher is not None:  # the teacher has its own vision tower: encode once for it too
             feats = encode_videos(self.teacher, inputs["pixel_values_videos"], inputs["video_grid_thw"])
-            teacher = completion_logps(self.teacher, replace(batch, features=feats), temperature=t.temperature)
+            teacher = completion_logps(self.teacher, replace(batch, features=feats), **kw)
         return old, ref, teacher
 
     def advantages(self, local_rewards: torch.Tensor) -> torch.Tensor:
@@ -216,8 +222,10 @@ class GRPOTrainer(TrainLoop):
         t0 = time.perf_counter()
         videos0 = self.vision_counter.videos
         step_positions = self.step_positions(step)
-        rollouts = [self.rollout([self.samples[i] for i in positions], rollout_seed(t.seed, step, positions[0]))
-                    for positions in step_positions]
+        rollouts = []
+        for k, positions in enumerate(step_positions):
+            samples, inputs = self.inputs.get(step, k)  # prefetched (data.num_workers)
+            rollouts.append(self.rollout(samples, rollout_seed(t.seed, step, positions[0]), inputs))
         all_rewards = torch.cat([r.rewards for r in rollouts])
         advantages = self.advantages(all_rewards).split([r.rewards.numel() for r in rollouts])
         buffer = [MicroBatch(r, a.to(self.accelerator.device)) for r, a in zip(rollouts, advantages, strict=True)]
@@ -226,10 +234,13 @@ class GRPOTrainer(TrainLoop):
         t_rollout = time.perf_counter() - t0
         loss_logs = [self._backward(mb, tokens) for _ in range(t.num_iterations) for mb in buffer]
         self.state["step"] = step + 1
-        logs = [r.metrics for r in rollouts]
-        metrics = self.reduce({**mean_dicts(logs + loss_logs), "frac_reward_zero_std": zero_std}, "mean")
+        metrics = self.reduce({**mean_dicts([r.metrics for r in rollouts]), "frac_reward_zero_std": zero_std}, "mean")
+        metrics.update(value_metrics({k: [r.values[k] for r in rollouts] for k in rollouts[0].values}, self.reduce))
+        metrics.update(loss_metrics(loss_logs, self.reduce, t.num_iterations))
         metrics.update(self.reduce({"vision_tower_calls": self.vision_counter.videos - videos0,
                                     "prompts": sum(len(p) for p in step_positions)}, "sum"))
+        if t.log_completions:
+            self._last_completions = self._completion_rows(buffer)
         metrics.update(step=step + 1, learning_rate=self.scheduler.get_last_lr()[0],
                        step_time=time.perf_counter() - t0, rollout_time=t_rollout)
         return metrics
@@ -237,7 +248,8 @@ class GRPOTrainer(TrainLoop):
     def _backward(self, mb: MicroBatch, tokens: float) -> dict[str, float]:
         """Loss and backward of one micro-batch (and, on the last of an accumulation, clip + optimiser step)."""
         with self.accelerator.accumulate(self.model):
-            logps = completion_logps(self.model, mb.rollout.batch, temperature=self.args.temperature, with_grad=True)
+            logps = completion_logps(self.model, mb.rollout.batch, temperature=self.args.temperature, with_grad=True,
+                                     batch_size=self.args.logprob_batch_size)
             out = compute_policy_loss(mb.loss_inputs(logps), self.loss_settings, tokens_per_micro_batch=tokens)
             log = {"loss": float(out.loss.detach()), **{k: float(v) for k, v in out.metrics.items()}}
             log.update(self.optimizer_step(out.loss))
@@ -249,16 +261,29 @@ class GRPOTrainer(TrainLoop):
         total = float(self.accelerator.reduce(local, reduction="sum"))
         return dapo_tokens_per_micro_batch(total, self.accelerator.num_processes, self.args.gradient_accumulation_steps)
 
+    def _completion_rows(self, buffer: list[MicroBatch]) -> list[dict[str, Any]]:
+        """Every completion of the step (all micro-batches, all processes in rank order) with its qid, reward
+        and advantage."""
+        rows = [{**row, "advantage": float(a)} for mb in buffer
+                for row, a in zip(mb.rollout.rows, mb.advantages.tolist(), strict=True)]
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            rows = gather_object(rows)
+        return rows
+
     def log_rows(self, step: int) -> dict[str, list[dict[str, Any]]]:
-        """``completions.jsonl``: the last micro-batch's prompts, completions and rewards (``log_completions``)."""
+        """``completions.jsonl``: the step's completions with qid, reward and advantage (``log_completions``)."""
         return {"completions.jsonl": self._last_completions} if self.args.log_completions else {}
 
 
 def _rollout_metrics(batch: RolloutBatch, rewards: torch.Tensor) -> dict[str, float]:
+    """Per micro-batch: ``reward_std`` (TRL's: the mean over prompts of the std within each group), completion
+    lengths and the share cut at ``max_completion_length``."""
     lengths = batch.completion_mask.sum(1).float()
+    groups = rewards.view(-1, batch.num_generations)
     return {
-        "reward": float(rewards.mean()),
-        "reward_std": float(_nanstd(rewards)),
+        "reward_std": float(groups.std(dim=1).mean()) if batch.num_generations > 1 else 0.0,
         "completions/mean_length": float(lengths.mean()),
         "completions/clipped_ratio": float(batch.truncated.float().mean()),
     }
@@ -268,7 +293,3 @@ def _as_tensor(values: Sequence[float | None]) -> torch.Tensor:
     """``(N,)`` float tensor, None as NaN."""
     return torch.tensor([float("nan") if x is None else float(x) for x in values])
 
-
-def _nanstd(x: torch.Tensor) -> torch.Tensor:
-    x = x[~torch.isnan(x)]
-    return x.std() if x.numel() > 1 else torch.tensor(0.0)

@@ -130,6 +130,9 @@ class TrainLoop:
     #: Progress bar label and the metrics it shows.
     desc: ClassVar[str] = "train"
     postfix: ClassVar[tuple[str, ...]] = ("loss",)
+    #: Evaluation during training, called after every step (:class:`timegrpo.trainer.periodic_eval.PeriodicEval`,
+    #: set by :mod:`timegrpo.trainer.build`): its ``eval/...`` metrics, or ``{}`` when none is due.
+    evaluator: Callable[[TrainLoop], dict[str, float]] | None = None
 
     def __init__(self, args: Any, model: nn.Module, processor: Any, samples: Sequence[Any], *,
                  accelerator: Any = None, updates_per_step: int = 1, shuffle: bool = True,
@@ -214,11 +217,13 @@ class TrainLoop:
             if max_seconds is not None and self._elapsed(t0) >= max_seconds:
                 break
             metrics = self.train_step()
+            evaluated = self.evaluator(self) if self.evaluator is not None else {}
+            metrics.update(evaluated)
             self.history.append(metrics)
             if on_step is not None:
                 on_step(metrics)
             step = self.state["step"]
-            if step % max(1, a.logging_steps) == 0 or step == self.total_steps:
+            if step % max(1, a.logging_steps) == 0 or step == self.total_steps or evaluated:
                 self.log(metrics)
             if a.save_steps and step % a.save_steps == 0 and step < self.total_steps:
                 self.save_checkpoint()

@@ -28,6 +28,7 @@ from timegrpo.models.vision import VideoFeatures, encode_videos
 from timegrpo.prompts import prompt_inputs, sft_target
 from timegrpo.rollout import SequenceBatch, completion_logps, sequence_logps
 from timegrpo.trainer.loop import TrainLoop, mean_dicts
+from timegrpo.trainer.prefetch import InputPrefetch
 
 
 def target_batch(tokenizer: Any, inputs: dict[str, Any], targets: Sequence[str],
@@ -62,12 +63,15 @@ class SFTTrainer(TrainLoop):
         self.template = cfg.data.prompt_template
         self.target = target
         super().__init__(cfg.sft, model, processor, train_samples, accelerator=accelerator, epoch_aligned=True)
+        self.inputs = InputPrefetch(self, self.template, cfg.data.num_workers)
         self.model.train()
 
-    def loss(self, samples: Sequence[Sample]) -> torch.Tensor:
-        """Mean NLL over the counted tokens of ``samples`` (a scalar with grad)."""
+    def loss(self, samples: Sequence[Sample], inputs: dict[str, Any] | None = None) -> torch.Tensor:
+        """Mean NLL over the counted tokens of ``samples`` (a scalar with grad); ``inputs``: their
+        :func:`prompt_inputs` when already made (prefetched), else they are made here."""
         device = self.accelerator.device
-        inputs = prompt_inputs(self.processor, samples, self.videos, self.template)
+        if inputs is None:
+            inputs = prompt_inputs(self.processor, samples, self.videos, self.template)
         inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         feats = encode_videos(self.model, inputs["pixel_values_videos"], inputs["video_grid_thw"])
         targets = [sft_target(s, self.template, self.target) for s in samples]
@@ -85,9 +89,10 @@ class SFTTrainer(TrainLoop):
         step = self.state["step"]
         t0 = time.perf_counter()
         logs = []
-        for positions in self.step_positions(step):
+        for k in range(len(self.step_positions(step))):
+            samples, inputs = self.inputs.get(step, k)  # prefetched (data.num_workers)
             with self.accelerator.accumulate(self.model):
-                loss = self.loss([self.samples[i] for i in positions])
+                loss = self.loss(samples, inputs)
                 log = self.optimizer_step(loss)
             logs.append({"loss": float(loss.detach()), **log})
         self.state["step"] = step + 1

@@ -1,0 +1,79 @@
+"""The next micro-batches' model inputs, prepared in background threads while the current one trains.
+
+A micro-batch's inputs are :func:`timegrpo.prompts.prompt_inputs` of its samples: each video read, sampled
+(through the frame cache when the recipe sets ``data.frame_cache_dir``) and processed (resized, normalised,
+patched), and the prompts tokenised. Which samples a micro-batch takes is known ahead (the loop's
+:class:`timegrpo.trainer.loop.DataOrder` depends on ``(seed, step)`` only), so :class:`InputPrefetch` starts the
+next ``data.num_workers`` micro-batches as soon as one is taken. Each worker thread has its own copy of the
+processor (a fast tokenizer is not safe to share between threads); the inputs are the same tensors as with
+``num_workers: 0``, where everything is done in the loop when needed, as before.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+from collections.abc import Callable
+from typing import Any
+
+from timegrpo.data.source import Prefetcher, VideoSource
+from timegrpo.prompts import prompt_inputs
+
+Inputs = dict[str, Any]
+
+
+class InputPrefetch:
+    """``get(step, k)``: the samples and the (CPU) :func:`prompt_inputs` of micro-batch ``k`` of optimiser
+    ``step`` of ``loop`` (a :class:`timegrpo.trainer.loop.TrainLoop` with ``processor`` and ``videos``, a
+    :data:`VideoSource`), under ``template``, computed ahead by ``num_workers`` threads (0: computed by ``get``).
+
+    Micro-batches are numbered ``m = step * S + k`` (``S`` micro-batches per step); taking ``m`` starts
+    ``m + 1 .. m + num_workers`` (never past the last step) and forgets anything started before ``m`` (a run
+    resumed or cut short). A micro-batch asked for out of this order is computed on the spot.
+    """
+
+    def __init__(self, loop: Any, template: Any, num_workers: int) -> None:
+        self.loop = loop
+        self.template = template
+        self.accumulation = loop.args.gradient_accumulation_steps
+        # one processor copy per worker, made here: copying a fast tokenizer while another thread uses it fails
+        self._copies: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(num_workers):
+            self._copies.put(copy.deepcopy(loop.processor))
+        self._prefetcher: Prefetcher[int, list[int], Inputs] = Prefetcher(self.inputs, num_workers,
+                                                                          worker_fn=self._worker)
+
+    def inputs(self, positions: list[int], processor: Any = None) -> Inputs:
+        """:func:`prompt_inputs` of the samples at ``positions`` (with ``processor``, default the loop's)."""
+        loop = self.loop
+        videos: VideoSource = loop.videos
+        return prompt_inputs(processor or loop.processor, [loop.samples[i] for i in positions], videos,
+                             self.template)
+
+    def _worker(self) -> Callable[[list[int]], Inputs]:
+        """A worker thread's function: :meth:`inputs` with the thread's own copy of the processor."""
+        own = self._copies.get_nowait()
+        return lambda positions: self.inputs(positions, own)
+
+    def positions(self, m: int) -> list[int]:
+        """Sample indices of global micro-batch ``m``."""
+        step, k = divmod(m, self.accumulation)
+        return self.loop.step_positions(step)[k]
+
+    def get(self, step: int, k: int) -> tuple[list[Any], Inputs]:
+        """``(samples, prompt inputs)`` of micro-batch ``k`` of ``step``; starts the following ones."""
+        pf = self._prefetcher
+        m = step * self.accumulation + k
+        positions = self.positions(m)
+        for key in pf.pending():
+            if key < m:
+                pf.drop(key)
+        inputs = pf.get(m, positions)
+        last = self.loop.total_steps * self.accumulation
+        for ahead in range(m + 1, min(m + 1 + pf.num_workers, last)):
+            pf.submit(ahead, self.positions(ahead))
+        return [self.loop.samples[i] for i in positions], inputs
+
+    def close(self) -> None:
+        """Stop the worker threads (work not started is cancelled)."""
+        self._prefetcher.close()
