@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers.video_utils import VideoMetadata
 
@@ -97,3 +98,59 @@ def test_sequence_logps_cover_prompt_text_and_agree_with_completion_logps():
     assert not mask[:, :lp - 1][video | (batch.prompt_mask[:, 1:] == 0)].any()
     prompt_text = (batch.prompt_mask[:, 1:] == 1) & ~video & (batch.prompt_mask[:, :-1] == 1)
     assert torch.equal(mask[:, :lp - 1].bool(), prompt_text) and prompt_text.sum() > 0
+
+
+def _trainable_grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_chunked_logprob_forwards_equal_one_forward(family):
+    """``batch_size`` (train.logprob_batch_size) runs the rows in chunks: bit-identical log-probs with and
+    without grad, and (float32) the same gradient on every trainable parameter, merger included, up to the
+    order of the sums (Qwen2.5-VL replays the merger, Qwen3-VL re-runs the tower: once per forward, shared by
+    the chunks)."""
+    from timegrpo.models.loading import prepare_policy
+    from timegrpo.models.vision import encode_videos
+
+    model, processor = build_tiny_vlm(family, seed=0)
+    model = prepare_policy(model)  # LLM + merger train, tower frozen
+    inputs = prompts(processor, lengths=(8, 12, 6))
+    torch.manual_seed(0)
+    batch = generate(model, processor, inputs, SamplingParams(num_generations=3, max_completion_length=7))
+    batch.features = encode_videos(model, inputs["pixel_values_videos"], inputs["video_grid_thw"])
+    one = completion_logps(model, batch, temperature=0.9)
+    for size in (1, 2, 4, 9, 50):
+        assert torch.equal(completion_logps(model, batch, temperature=0.9, batch_size=size), one), size
+    weights = torch.randn_like(one)
+
+    def grads(size):
+        model.zero_grad()
+        logps = completion_logps(model, batch, temperature=0.9, with_grad=True, batch_size=size)
+        ((logps * weights * batch.completion_mask).sum()).backward()
+        return logps.detach(), _trainable_grads(model)
+
+    ref_logps, ref = grads(None)
+    assert any(".merger." in n for n in ref) and any("language_model" in n for n in ref)
+    counter = VisionCallCounter(model)
+    for size in (1, 4):
+        calls = counter.calls
+        logps, got = grads(size)
+        assert counter.calls - calls == (family == "qwen3_vl")  # a re-run tower runs once, not once per chunk
+        assert torch.equal(logps, ref_logps)
+        assert got.keys() == ref.keys()
+        for name, g in ref.items():  # the same sums in another order: a few float32 ulps of the largest entry
+            assert (got[name] - g).abs().max() <= 4e-6 * g.abs().max(), f"{name} (batch_size {size})"
+    rows = [4, 1, 7]  # a subset of rows, in any order, chunked
+    assert torch.equal(completion_logps(model, batch, rows=rows, temperature=0.9, batch_size=2), one[rows])
+
+
+def test_chunked_sequence_logps_equal_one_forward():
+    model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
+    inputs = prompts(processor)
+    torch.manual_seed(2)
+    batch = generate(model, processor, inputs, SamplingParams(num_generations=3, max_completion_length=5))
+    logps, mask = sequence_logps(model, batch)
+    for size in (1, 4):
+        got, got_mask = sequence_logps(model, batch, batch_size=size)
+        assert torch.equal(got, logps) and torch.equal(got_mask, mask)

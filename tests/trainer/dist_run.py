@@ -17,6 +17,7 @@ from timegrpo.data.synthetic import load_split, recommended_sampling
 from timegrpo.models.loading import prepare_policy
 from timegrpo.models.tiny import build_tiny_vlm
 from timegrpo.rewards.base import register_reward
+from timegrpo.trainer.build import build_evaluator
 from timegrpo.trainer.grpo import GRPOTrainer
 from timegrpo.trainer.sft import SFTTrainer
 
@@ -40,6 +41,7 @@ def main() -> None:
     model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
     model = prepare_policy(model)
     trainer = trainer_cls(cfg, model, processor, load_split(data, "train"), video_source(recommended_sampling()))
+    trainer.evaluator = build_evaluator(cfg, getattr(cfg, section))  # None unless eval_steps is set
     history = trainer.train()
     params = {n: p.detach().clone() for n, p in trainer.accelerator.unwrap_model(trainer.model).named_parameters()}
     rank = trainer.accelerator.process_index
