@@ -19,6 +19,11 @@ prompts on each of ``W`` processes):
 3. ``num_iterations`` times: for each micro-batch, the train forward (gradients through the merger when it
    trains), the policy loss, ``accelerator.backward``; then clip, step, schedule.
 
+The micro-batches' inputs (frames, processor tensors) are prepared ahead by ``data.num_workers`` threads
+(:mod:`timegrpo.trainer.prefetch`); ``train.logprob_batch_size`` chunks the rows of every log-prob forward. The
+step's metrics are combined over micro-batches, iterations and processes as :mod:`timegrpo.trainer.metrics`
+says (means over all completions, token means, min/max, sums).
+
 Rollouts are seeded by ``(seed, step, global position of the micro-batch's first prompt)``, so the same
 prompts get the same completions whatever the number of processes or accumulation steps, and a resumed
 run samples exactly what the uninterrupted run did (exact resume is also helped by Accelerate's RNG state).
