@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -98,3 +99,70 @@ def dea_stratified(ious: Sequence[Sequence[float]], k: int, seed: int) -> list[i
     for b, q in zip(BUCKETS, quotas, strict=True):
         chosen += [strata[b][j] for j in rng.choice(len(strata[b]), size=q, replace=False)]
     return sorted(chosen)
+
+
+# ----------------------------------------------------------------------------------------------- the command
+def join_scores(samples: Sequence[Any], rows: Sequence[dict[str, Any]], scores_path: str) -> list[dict[str, Any]]:
+    """The scores row of each sample, in pool order; a sample without a row stops the run (name it, say how to
+    finish the scores), a row without a sample is ignored (counted by the caller)."""
+    by_qid: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        by_qid.setdefault(str(r["qid"]), r)
+    missing = [s.qid for s in samples if s.qid not in by_qid]
+    if missing:
+        raise ValueError(f"{len(missing)} of {len(samples)} pool samples have no row in {scores_path} (first: qid "
+                         f"{missing[0]}); rerun `timegrpo curriculum score` with the same --out (it resumes)")
+    bad = [s.qid for s in samples if not by_qid[s.qid].get("ious")]
+    if bad:
+        raise ValueError(f"{scores_path}: the row of qid {bad[0]} has no 'ious' ({len(bad)} such rows)")
+    return [by_qid[s.qid] for s in samples]
+
+
+def scored_meta(row: dict[str, Any]) -> dict[str, Any]:
+    """The score fields a selected sample keeps in ``meta``: the row without ``qid`` and ``completions``, plus
+    ``iou`` (the mean) and ``difficulty_bucket``.
+
+    >>> scored_meta({"qid": "1", "ious": [0.5, 0.25], "unparsed": 0, "completions": ["a", "b"]})
+    {'ious': [0.5, 0.25], 'unparsed': 0, 'iou': 0.375, 'difficulty_bucket': 'medium'}
+    """
+    meta = {k: v for k, v in row.items() if k not in ("qid", "completions")}
+    meta["iou"] = mean_iou(row["ious"])
+    meta["difficulty_bucket"] = difficulty_bucket(row["ious"])
+    return meta
+
+
+def run_select(cfg: Any) -> dict[str, Any]:
+    """``timegrpo curriculum select`` (:class:`timegrpo.curriculum.config.SelectConfig`): read the pool and its
+    scores, run the selector, write the selected samples (moment_detr, the score fields in ``meta``) and
+    ``<out>.summary.json`` (counts, buckets and mean IoU of the pool and of the selection); returns the summary."""
+    import dataclasses
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    from timegrpo.data.convert import write_moment_detr
+    from timegrpo.data.formats import load_annotations
+    from timegrpo.evaluate.config import require
+    from timegrpo.evaluate.predictions import read_predictions, write_atomic
+
+    require(cfg, "method", "annotations", "scores", "k", "out")
+    samples, _ = load_annotations(cfg.annotations, cfg.format, on_bad=cfg.on_bad, durations=cfg.durations,
+                                  video_dir=cfg.videos)
+    rows, _ = read_predictions(cfg.scores)
+    pool = join_scores(samples, rows, cfg.scores)
+    ious = [r["ious"] for r in pool]
+    chosen = SELECTORS.get(cfg.method)(ious, cfg.k, cfg.seed)
+    selected = [dataclasses.replace(samples[i], meta={**samples[i].meta, **scored_meta(pool[i])}) for i in chosen]
+    out = write_moment_detr(selected, cfg.out)
+
+    def stats(idx: Sequence[int]) -> dict[str, Any]:
+        means = [mean_iou(ious[i]) for i in idx]
+        return {"n": len(idx), "mean_iou": sum(means) / len(means) if means else None,
+                "iou_zero": sum(m == 0 for m in means),
+                "buckets": dict(Counter(difficulty_bucket(ious[i]) for i in idx))}
+
+    summary = {"method": cfg.method, "k": cfg.k, "seed": cfg.seed, "annotations": str(cfg.annotations),
+               "scores": str(cfg.scores), "out": str(out), "unused_score_rows": len(rows) - len(pool),
+               "pool": stats(range(len(pool))), "selected": stats(chosen)}
+    write_atomic(Path(out).with_suffix(".summary.json"), json.dumps(summary, indent=2) + "\n")
+    return summary
