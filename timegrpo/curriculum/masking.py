@@ -17,6 +17,7 @@ a ground-truth frame shares a patch with it; the ground-truth frame itself is st
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,3 +98,55 @@ def black_out(frames: torch.Tensor, mask: Sequence[bool]) -> torch.Tensor:
         raise ValueError(f"mask has {len(mask)} entries for {frames.shape[0]} frames")
     keep = torch.tensor([not m for m in mask], dtype=frames.dtype, device=frames.device)
     return frames * keep.view(-1, *([1] * (frames.ndim - 1)))
+
+
+class CurriculumMasking:
+    """VideoTG-R1's masking as a :data:`timegrpo.data.source.FrameTransform`: hard samples (``meta`` key
+    ``difficulty_bucket`` == ``"hard"``, as ``timegrpo curriculum select`` writes it) get
+    :func:`frames_to_mask` at :func:`mask_schedule` of the step blacked out; other samples pass unchanged.
+
+    Per step it tallies what it did (thread-safe: frames may be prepared in background threads);
+    :meth:`pop_stats` returns and forgets a step's ``masking/fraction`` (the schedule), ``masking/masked_share``
+    (masked frames / all frames of the step's samples) and ``masking/hard_share`` (hard samples / samples).
+    The ``random`` order draws with a seed of ``(seed, step, qid)``, so a resumed run masks the same frames.
+    """
+
+    def __init__(self, max_fraction: float = 0.8, until: float = 0.5, order: str = "farthest", seed: int = 0,
+                 bucket_key: str = "difficulty_bucket") -> None:
+        import threading
+
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+        mask_schedule(0, 1, max_fraction, until)  # checks the arguments
+        self.max_fraction, self.until, self.order, self.seed = max_fraction, until, order, seed
+        self.bucket_key = bucket_key
+        self._lock = threading.Lock()
+        self._tally: dict[int, list[float]] = {}
+
+    def __call__(self, sample: Any, frames: torch.Tensor, meta: Any, step: int, total_steps: int) -> torch.Tensor:
+        from zlib import crc32
+
+        from timegrpo.data.source import frame_times
+
+        fraction = mask_schedule(step, total_steps, self.max_fraction, self.until)
+        hard = sample.meta.get(self.bucket_key) == "hard"
+        mask = [False] * frames.shape[0]
+        if hard and fraction > 0:
+            seed = (self.seed * 1_000_003 + step * 10_007 + crc32(sample.qid.encode())) % 2**32
+            mask = frames_to_mask(frame_times(meta), sample.windows, fraction, order=self.order, seed=seed)
+        with self._lock:
+            t = self._tally.setdefault(step, [fraction, 0.0, 0.0, 0.0, 0.0])
+            t[1] += sum(mask)
+            t[2] += len(mask)
+            t[3] += hard
+            t[4] += 1
+        return black_out(frames, mask) if any(mask) else frames
+
+    def pop_stats(self, step: int) -> dict[str, float]:
+        """The tallies of ``step`` (empty when no frames were loaded for it), then forgotten."""
+        with self._lock:
+            t = self._tally.pop(step, None)
+        if t is None:
+            return {}
+        return {"masking/fraction": t[0], "masking/masked_share": t[1] / max(t[2], 1),
+                "masking/hard_share": t[3] / max(t[4], 1)}
