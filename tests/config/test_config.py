@@ -180,7 +180,7 @@ def test_cross_section_validation_and_loss_settings():
         load_recipe(None, ["--num_generations", "1"])
     with pytest.raises(ConfigError, match="train.teacher_model_name_or_path: is required with method: opd"):
         load_recipe(None, ["--method", "opd", "--num_generations", "1"])
-    with pytest.raises(ConfigError, match="method: 'ppo' is not one of grpo, opd"):
+    with pytest.raises(ConfigError, match="method: 'ppo' is not one of grpo, gspo, cispo, sapo, opd"):
         load_recipe(None, ["--method", "ppo"])
     opd = load_recipe(None, ["--method", "opd", "--num_generations", "1", "--teacher_model_name_or_path", "/t",
                              "--opd_reward_clamp", "5"])

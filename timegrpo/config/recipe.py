@@ -6,7 +6,7 @@ naming the field (``train.beta: must be >= 0, got -1``). Names follow TRL's ``GR
 (notably ``per_device_train_batch_size`` counts **prompts**, not completions).
 
 One recipe serves both commands: ``timegrpo train`` reads ``model``, ``data`` and ``train`` (:class:`RLConfig`;
-``method`` picks the objective: ``grpo`` or ``opd``); ``timegrpo sft`` reads ``model``, ``data`` and ``sft``.
+``method`` picks the objective: ``grpo``, ``gspo``, ``cispo``, ``sapo`` or ``opd``); ``timegrpo sft`` reads ``model``, ``data`` and ``sft``.
 Loading, overrides and serialisation are the shared mechanism of :mod:`timegrpo.config.core`.
 
 >>> cfg = RecipeConfig()
@@ -50,7 +50,9 @@ ON_BAD = ("error", "skip", "clip")
 REPORT_TO = ("wandb", "none")
 VLLM_MODES = ("colocate", "server")
 #: ``method`` -> the per-token objective registered in :data:`timegrpo.algos.losses.OBJECTIVES`.
-METHOD_OBJECTIVES = {"grpo": "clipped", "opd": "opd"}
+METHOD_OBJECTIVES = {"grpo": "clipped", "gspo": "gspo", "cispo": "cispo", "sapo": "sapo", "opd": "opd"}
+#: Methods defined at one importance-sampling level only (``train.importance_sampling_level`` must be it or null).
+METHOD_FIXED_LEVEL = {"gspo": "sequence", "opd": "token"}
 
 #: Linear layers of the Qwen language model that LoRA adapts by default (models.loading uses the same list).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -262,7 +264,19 @@ class RLConfig(OptimConfig):
     )
     kl_estimator: str = opt("k3", "Per-token KL estimator: k1 (lp - lr), k2 ((lp - lr)^2 / 2), k3 (Time-R1, TRL).")
     epsilon: float = opt(0.2, "Lower clip: rho is clipped at 1 - epsilon (and at 1 + epsilon unless epsilon_high).")
-    epsilon_high: float | None = opt(None, "Upper clip: rho clipped at 1 + epsilon_high (DAPO: 0.28); None = epsilon.")
+    epsilon_high: float | None = opt(
+        None, "Upper clip: rho clipped at 1 + epsilon_high (DAPO: 0.28); method cispo caps its weight at "
+        "1 + epsilon_high (TRL's cispo epsilon_high is this + 1: TRL's 5.0 is 4.0 here); None = epsilon.")
+    importance_sampling_level: str | None = opt(
+        None, "Importance ratio: token (one rho per token, GRPO) or sequence (one length-normalised ratio per "
+        "completion broadcast to its tokens: GSPO, TRL's importance_sampling_level); null = the method's own "
+        "(sequence for gspo, token otherwise). gspo is sequence only, opd token only.")
+    use_bias_correction_kl: bool = opt(
+        False, "Multiply the per-token KL by the importance ratio rho (TRL's use_bias_correction_kl, on by default "
+        "in TRL 1.16). Off = plain k3, as the SPEC and Time-R1. Changes the KL gradient even when rho = 1.")
+    sapo_temperature_pos: float = opt(1.0, "Method sapo: gate temperature for tokens with advantage > 0 (SAPO, TRL: 1.0).")
+    sapo_temperature_neg: float = opt(
+        1.05, "Method sapo: gate temperature for tokens with advantage <= 0 (SAPO, TRL: 1.05).")
     loss_type: str = opt(
         "dapo",
         "Loss aggregation (TRL names): grpo (sequence-mean of token-means), bnpo (token-mean of the micro-batch, "
@@ -315,6 +329,9 @@ class RLConfig(OptimConfig):
         check(0 < self.epsilon < 1, f"{s}.epsilon", f"must be in (0, 1), got {self.epsilon}")
         eps_high = self.epsilon_high
         check(eps_high is None or eps_high > 0, f"{s}.epsilon_high", f"must be > 0 or null, got {eps_high}")
+        for name in ("sapo_temperature_pos", "sapo_temperature_neg"):
+            value = getattr(self, name)
+            check(value > 0, f"{s}.{name}", f"must be > 0, got {value}")
         check(self.scale_rewards in ("group", "batch", "none"), f"{s}.scale_rewards",
                f"{self.scale_rewards!r} is not one of group, batch, none (TRL's true = group, false = none)")
         check(self.advantage_std_eps >= 0, f"{s}.advantage_std_eps", f"must be >= 0, got {self.advantage_std_eps}")
@@ -339,6 +356,9 @@ class RLConfig(OptimConfig):
         _registered(f"{s}.loss_type", self.loss_type, "timegrpo.algos.aggregate", "AGGREGATIONS")
         _registered(f"{s}.kl_estimator", self.kl_estimator, "timegrpo.algos.kl", "KL_ESTIMATORS")
         _registered(f"{s}.advantage_estimator", self.advantage_estimator, "timegrpo.algos.advantages", "ADVANTAGES")
+        if self.importance_sampling_level is not None:
+            _registered(f"{s}.importance_sampling_level", self.importance_sampling_level,
+                        "timegrpo.algos.importance", "IMPORTANCE_LEVELS")
         if self.advantage_estimator == "dr_grpo":
             check(self.scale_rewards == "none", f"{s}.scale_rewards",
                    f"advantage_estimator dr_grpo divides by no std; set scale_rewards: none (got {self.scale_rewards!r})")
@@ -364,7 +384,8 @@ class RecipeConfig:
     """A whole recipe: ``method`` plus the ``model``, ``data``, ``train`` (RL) and ``sft`` sections."""
 
     method: str = opt(
-        "grpo", "Training objective of `timegrpo train`: grpo (GRPO / Dr.GRPO / DAPO) or opd (Video-OPD)."
+        "grpo", "Training objective of `timegrpo train`: grpo (PPO-clip: GRPO / Dr.GRPO / DAPO), gspo (sequence-level "
+        "ratio), cispo (capped stop-gradient IS weight, MiniMax-M1), sapo (soft gate) or opd (Video-OPD).",
     )
     model: ModelConfig = section(ModelConfig, "The policy: checkpoint, dtype, what trains.")
     data: DataConfig = section(DataConfig, "Annotations, video sampling and prompt.")
@@ -373,6 +394,9 @@ class RecipeConfig:
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, tuple(METHOD_OBJECTIVES))
+        level, fixed = self.train.importance_sampling_level, METHOD_FIXED_LEVEL.get(self.method)
+        check(fixed is None or level in (None, fixed), "train.importance_sampling_level",
+              f"method {self.method!r} is defined at level {fixed!r} only, got {level!r} (set it to null or {fixed})")
         if self.method == "opd":
             check(bool(self.train.teacher_model_name_or_path), "train.teacher_model_name_or_path",
                    "is required with method: opd (the teacher that scores the student's tokens)")
