@@ -7,7 +7,8 @@ from transformers.video_utils import VideoMetadata
 
 from timegrpo.models.tiny import build_tiny_vlm
 from timegrpo.models.vision import VisionCallCounter
-from timegrpo.rollout import SamplingParams, completion_logps, generate, prepare_prompts
+from timegrpo.prompts import prepare_prompts
+from timegrpo.rollout import SamplingParams, completion_logps, generate, sequence_logps
 
 
 def prompts(processor, lengths=(8, 12), fps=2.0):
@@ -78,3 +79,21 @@ def test_sampling_never_emits_vision_placeholders():
     ids = set(batch.completion_ids[batch.completion_mask.bool()].tolist())
     assert model.config.video_token_id not in ids and model.config.image_token_id not in ids
     completion_logps(model, batch)  # and the log-prob forward works
+
+
+def test_sequence_logps_cover_prompt_text_and_agree_with_completion_logps():
+    """Every token after the first: the continuation's columns are completion_logps; the loss mask counts the
+    prompt's text tokens and the completion, never padding or video placeholders."""
+    model, processor = build_tiny_vlm("qwen2_5_vl", seed=0)
+    inputs = prompts(processor)
+    torch.manual_seed(2)
+    batch = generate(model, processor, inputs, SamplingParams(num_generations=2, max_completion_length=5))
+    logps, mask = sequence_logps(model, batch)
+    lp = batch.prompt_ids.shape[1]
+    assert logps.shape == mask.shape == (batch.num_rows, lp + batch.completion_ids.shape[1] - 1)
+    torch.testing.assert_close(logps[:, lp - 1:], completion_logps(model, batch), rtol=1e-5, atol=1e-5)
+    assert torch.equal(mask[:, lp - 1:], batch.completion_mask)
+    video = inputs["mm_token_type_ids"].repeat_interleave(2, dim=0)[:, 1:] != 0
+    assert not mask[:, :lp - 1][video | (batch.prompt_mask[:, 1:] == 0)].any()
+    prompt_text = (batch.prompt_mask[:, 1:] == 1) & ~video & (batch.prompt_mask[:, :-1] == 1)
+    assert torch.equal(mask[:, :lp - 1].bool(), prompt_text) and prompt_text.sum() > 0

@@ -24,12 +24,11 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-#: Short rationale used as the SFT target of the think template (the tiny model learns it in seconds).
-DEMO_TARGET = "<think>the event is visible</think><answer>{start:.2f} to {end:.2f}</answer>"
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"
 
 
@@ -72,7 +71,7 @@ def _plots(out: Path, sft_logs: list[dict], rl_logs: list[dict], table: dict[str
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     axes[0].plot([x["step"] for x in sft_logs], [x["loss"] for x in sft_logs])
     axes[0].set(title="SFT warm start", xlabel="step", ylabel="loss", yscale="log")
-    axes[1].plot([x["step"] for x in rl_logs], [x["iou"] for x in rl_logs], label="train IoU")
+    axes[1].plot([x["step"] for x in rl_logs], [x.get("iou", float("nan")) for x in rl_logs], label="train IoU")
     axes[1].plot([x["step"] for x in rl_logs], [x["rewards/format/mean"] for x in rl_logs], label="format")
     axes[1].set(title="GRPO rollouts", xlabel="step")
     axes[1].legend()
@@ -86,13 +85,14 @@ def _plots(out: Path, sft_logs: list[dict], rl_logs: list[dict], table: dict[str
 
 
 def _every(n: int, tag: str, *keys: str) -> Any:
-    """An ``on_step`` callback printing ``keys`` every ``n`` steps (the demo's progress lines)."""
+    """An ``on_step`` callback printing ``keys`` every ``n`` steps with the seconds since it was made (the demo's
+    progress lines)."""
+    t0 = time.perf_counter()
 
     def show(log: dict[str, float]) -> None:
         if int(log["step"]) % n == 0:
-            vals = " ".join(f"{k}={log[k]:.3f}" for k in keys)
-            print(f"[demo] {tag} step {int(log['step'])} ({log.get('time', log.get('step_time', 0)):.0f} s): {vals}",
-                  flush=True)
+            vals = " ".join(f"{k}={log[k]:.3f}" for k in keys if k in log)
+            print(f"[demo] {tag} step {int(log['step'])} ({time.perf_counter() - t0:.0f} s): {vals}", flush=True)
 
     return show
 
@@ -105,18 +105,60 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def _sft(cfg: Any, model: Any, processor: Any, train: list[Any], videos: Any, out: Path, *, seed: int,
+         steps: int) -> Any:
+    """The demo's SFT: the recipe's learning rate, constant, 16 videos a step, no intermediate checkpoint, and
+    the short fixed-rationale target the tiny model learns in seconds."""
+    from timegrpo.prompts import FIXED_RATIONALE_TARGET
+    from timegrpo.trainer.sft import SFTTrainer
+
+    sft = replace(cfg.sft, lr_scheduler_type="constant", warmup_ratio=0.0, per_device_train_batch_size=16,
+                  gradient_accumulation_steps=1, weight_decay=0.0, max_grad_norm=1.0, completion_only_loss=True,
+                  seed=seed, max_steps=steps, save_steps=0, output_dir=str(out))
+    return SFTTrainer(replace(cfg, sft=sft), model, processor, train, videos, target=FIXED_RATIONALE_TARGET)
+
+
+def _synthesise(dc: DemoConfig, out: Path) -> tuple[list[Any], list[Any], Any]:
+    """The synthetic benchmark in ``OUT/data`` (noisy train labels): train and test samples and their frames."""
+    from timegrpo.data.source import video_source
+    from timegrpo.data.synthetic import SynthConfig, generate, load_split, recommended_sampling
+
+    data = out / "data"
+    generate(SynthConfig(n=dc.n_videos, seed=dc.seed, val_size=0, test_size=dc.test_size,
+                         label_jitter=dc.label_jitter), data)
+    videos = video_source(recommended_sampling(), cache_dir=str(out / "frames"))
+    return load_split(data, "train"), load_split(data, "test"), videos
+
+
+def _evaluator(out: Path, processor: Any, test: list[Any], videos: Any, cfg: Any,
+               lap: Callable[[str, float], None]) -> Callable[[str, Any], dict[str, float]]:
+    """``evaluate(tag, model)``: held-out metrics, predictions written to ``OUT/predictions/TAG.jsonl``."""
+    from timegrpo.evaluate.engine import evaluate_samples
+
+    def evaluate(tag: str, m: Any) -> dict[str, float]:
+        t1 = time.perf_counter()
+        metrics, records = evaluate_samples(m, processor, test, videos, cfg.data.prompt_template, batch_size=100,
+                                            max_new_tokens=cfg.train.max_completion_length)
+        (out / "predictions").mkdir(parents=True, exist_ok=True)
+        with open(out / "predictions" / f"{tag}.jsonl", "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+        lap(f"eval {tag}", t1)
+        print(f"[demo] {tag}: " + json.dumps({k: round(v, 2) for k, v in metrics.items()}), flush=True)
+        return metrics
+
+    return evaluate
+
+
 def run_demo(dc: DemoConfig) -> dict[str, Any]:
     """Run every stage (see the module docstring); returns the report also written to ``OUT/report.json``."""
     import torch
 
     from timegrpo.config import load_recipe
-    from timegrpo.data.synthetic import QUERIES, SynthConfig, generate, load_split, recommended_sampling
-    from timegrpo.evaluate.engine import evaluate_samples
-    from timegrpo.inputs import video_source
+    from timegrpo.data.synthetic import QUERIES
     from timegrpo.models.loading import prepare_policy
     from timegrpo.models.tiny import build_tiny_vlm
-    from timegrpo.sft import train_sft
-    from timegrpo.trainer import GRPOTrainer
+    from timegrpo.prompts import FIXED_RATIONALE_TARGET
+    from timegrpo.trainer.grpo import GRPOTrainer
 
     torch.set_num_threads(dc.threads)
     out = Path(dc.out)
@@ -128,37 +170,20 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
         print(f"[demo] {name}: {timings[name]} s", flush=True)
 
     t0 = time.perf_counter()
-    data = out / "data"
-    generate(SynthConfig(n=dc.n_videos, seed=dc.seed, val_size=0, test_size=dc.test_size,
-                         label_jitter=dc.label_jitter), data)
-    train, test = load_split(data, "train"), load_split(data, "test")
-    videos = video_source(recommended_sampling(), cache_dir=str(out / "frames"))
+    train, test, videos = _synthesise(dc, out)
     lap("synthesise", t0)
 
     cfg = load_recipe(dc.recipe, ["--train.output_dir", str(out / "grpo"), "--train.seed", str(dc.seed),
                                   "--train.max_steps", str(dc.rl_steps)])
-    template = cfg.data.prompt_template
-    corpus = [q for qs in QUERIES.values() for q in qs] + [DEMO_TARGET]
+    corpus = [q for qs in QUERIES.values() for q in qs] + [FIXED_RATIONALE_TARGET]
     model, processor = build_tiny_vlm(dc.family, seed=dc.seed, corpus=corpus)
     model = prepare_policy(model)
 
-    def evaluate(tag: str, m: Any) -> dict[str, float]:
-        t1 = time.perf_counter()
-        metrics, records = evaluate_samples(m, processor, test, videos, template, batch_size=100,
-                                            max_new_tokens=cfg.train.max_completion_length)
-        (out / "predictions").mkdir(parents=True, exist_ok=True)
-        with open(out / "predictions" / f"{tag}.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-        lap(f"eval {tag}", t1)
-        print(f"[demo] {tag}: " + json.dumps({k: round(v, 2) for k, v in metrics.items()}), flush=True)
-        return metrics
-
+    evaluate = _evaluator(out, processor, test, videos, cfg, lap)
     t0 = time.perf_counter()
     cap = dc.max_seconds or None
-    sft_kw = {"template": template, "learning_rate": cfg.sft.learning_rate, "batch_size": 16, "seed": dc.seed,
-              "target": DEMO_TARGET}
-    sft_logs = train_sft(model, processor, train, videos, max_steps=dc.sft_steps, max_seconds=cap,
-                         on_step=_every(100, "sft", "loss"), **sft_kw)
+    sft_logs = _sft(cfg, model, processor, train, videos, out / "sft", seed=dc.seed, steps=dc.sft_steps).train(
+        max_seconds=cap, progress=False, on_step=_every(100, "sft", "loss"))
     lap("sft warm start", t0)
     before = evaluate("before", model)
     model.save_pretrained(out / "warm_start")  # the SFT checkpoint both continuations start from
@@ -172,24 +197,34 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
     after = evaluate("after", trainer.accelerator.unwrap_model(trainer.model))
 
     t0 = time.perf_counter()
-    cont_logs = train_sft(warm, processor, train, videos, max_steps=10**9, max_seconds=timings["grpo"],
-                          **{**sft_kw, "seed": dc.seed + 1})
+    cont_logs = _sft(cfg, warm, processor, train, videos, out / "sft_continued", seed=dc.seed + 1,
+                     steps=10**9).train(max_seconds=timings["grpo"], progress=False)
     lap("continued sft", t0)
     sft_continued = evaluate("sft_continued", warm)
 
-    floor = constant_floor(train, test)
-    rows = {"constant window": floor, "before (SFT warm start)": before, "after GRPO": after,
-            "continued SFT (same time)": sft_continued}
+    logs = {"sft": sft_logs, "grpo": rl_logs, "sft_continued": cont_logs}
+    results = {"before": before, "after": after, "sft_continued": sft_continued,
+               "constant_floor": constant_floor(train, test)}
+    timings["total"] = round(time.perf_counter() - t_start, 1)
+    return _report(dc, cfg, out, results, logs, timings)
+
+
+def _report(dc: DemoConfig, cfg: Any, out: Path, results: dict[str, dict], logs: dict[str, list],
+            timings: dict[str, float]) -> dict[str, Any]:
+    """Write ``OUT/report.json`` and the plots, print the table; returns the report."""
+    before, after, cont = results["before"], results["after"], results["sft_continued"]
+    rows = {"constant window": results["constant_floor"], "before (SFT warm start)": before, "after GRPO": after,
+            "continued SFT (same time)": cont}
     report = {
-        "before": before, "after": after, "sft_continued": sft_continued, "constant_floor": floor,
+        **results,
         "grpo_gain_mIoU": round(after["mIoU"] - before["mIoU"], 2),
-        "sft_gain_mIoU": round(sft_continued["mIoU"] - before["mIoU"], 2),
-        "steps": {"sft": len(sft_logs), "grpo": len(rl_logs), "sft_continued": len(cont_logs)},
-        "timings_s": {**timings, "total": round(time.perf_counter() - t_start, 1)},
+        "sft_gain_mIoU": round(cont["mIoU"] - before["mIoU"], 2),
+        "steps": {k: len(v) for k, v in logs.items()},
+        "timings_s": timings,
         "config": asdict(dc), "grpo_config": asdict(cfg.train),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    _plots(out / "plots", sft_logs, rl_logs, rows)
+    _plots(out / "plots", logs["sft"], logs["grpo"], rows)
     print("\n" + _table(rows) + "\n", flush=True)
     print(f"[demo] GRPO: {report['grpo_gain_mIoU']:+.1f} mIoU, continued SFT: {report['sft_gain_mIoU']:+.1f} mIoU "
           f"over the warm start; report in {out / 'report.json'}, plots in {out / 'plots'}", flush=True)

@@ -1,4 +1,9 @@
-"""Prompt templates and the Qwen-style chat messages they become.
+"""The prompt stage: templates, the Qwen-style chat messages they become, their tokenisation with the videos,
+and the assistant text SFT teaches.
+
+Everything that turns a :class:`timegrpo.data.schema.Sample` into model inputs lives here, so training, SFT,
+evaluation and the benchmark feed the model the same text and the same frames: :func:`prompt_inputs` (samples
++ a :data:`timegrpo.data.source.VideoSource` -> processor outputs) and :func:`sft_target`.
 
 A template turns a query into the user's text. ``think`` is Time-R1's grounding prompt (``QUESTION_TEMPLATE_TG_v1``
 in ``xiaomi-research/time-r1`` ``src/time_r1/rl/timer1_trainer.py``, the ``"r1"`` entry of ``DEFAULT_TG_PROMPT``
@@ -22,11 +27,17 @@ video entry ``{"type": "video", "video": path, **video_kwargs}``: the video laye
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from timegrpo.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from timegrpo.data.schema import Sample
+    from timegrpo.data.source import VideoSource
 
 Message = dict[str, Any]
 
@@ -175,3 +186,57 @@ def sample_messages(
         sample.query, sample.video, template, duration=sample.duration, video_kwargs=kwargs,
         video_first=video_first,
     )
+
+
+# ------------------------------------------------------------------------------------------------ tokenising
+def prepare_prompts(processor: Any, messages: Sequence[list[dict[str, Any]]], videos: Sequence[torch.Tensor],
+                    video_metadata: Sequence[Any]) -> dict[str, Any]:
+    """Tokenise P chat prompts with their videos: ``input_ids`` (P, Lp, left padded), ``attention_mask``,
+    ``mm_token_type_ids``, ``pixel_values_videos``, ``video_grid_thw`` (P, 3) and, for Qwen2.5-VL,
+    ``second_per_grid_ts`` (P,), computed by the processor from each video's sampled fps.
+
+    ``videos`` are the already-sampled frames ``(T, C, H, W)``; ``video_metadata`` carries their fps and frame
+    indices (``transformers.video_utils.VideoMetadata``), so the processor does not sample again.
+    """
+    processor.tokenizer.padding_side = "left"
+    texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
+    return dict(processor(text=texts, videos=list(videos), video_metadata=list(video_metadata),
+                          do_sample_frames=False, padding=True, return_tensors="pt"))
+
+
+def prompt_inputs(processor: Any, samples: Sequence[Sample], videos: VideoSource, template: str | PromptTemplate,
+                  *, video_first: bool = False) -> dict[str, Any]:
+    """Processor outputs (P rows) for ``samples`` under ``template``, frames from ``videos``; see
+    :func:`prepare_prompts`."""
+    frames, metas = zip(*(videos(s) for s in samples), strict=True)
+    messages = [sample_messages(s, template, video_first=video_first) for s in samples]
+    return prepare_prompts(processor, messages, frames, metas)
+
+
+# --------------------------------------------------------------------------------------------- SFT targets
+#: The SFT target of a think template: a short rationale and the answer (two decimals, Time-R1's format).
+THINK_TARGET = "<think>The event happens from {start:.2f} to {end:.2f} seconds.</think><answer>{start:.2f} to {end:.2f}</answer>"
+#: The SFT target of a no-think template: the answer only.
+NO_THINK_TARGET = "<answer>{start:.2f} to {end:.2f}</answer>"
+#: A fixed one-phrase rationale and the answer, which a tiny model learns in seconds (``timegrpo demo`` passes it
+#: as ``target``); it states no time, so the answer is the only thing learnt about the event.
+FIXED_RATIONALE_TARGET = "<think>the event is visible</think><answer>{start:.2f} to {end:.2f}</answer>"
+
+
+def sft_target(sample: Sample, template: str | PromptTemplate, target: str | None = None) -> str:
+    """The assistant text SFT teaches for ``sample``: its first ground-truth window written in ``target``
+    (``{start}``, ``{end}``, ``{query}`` placeholders), by default :data:`THINK_TARGET` for a think template
+    and :data:`NO_THINK_TARGET` otherwise.
+
+    >>> from timegrpo.data.schema import Sample
+    >>> s = Sample("1", "v", None, 20.0, "q", [(1.0, 4.5)])
+    >>> sft_target(s, "no_think")
+    '<answer>1.00 to 4.50</answer>'
+    >>> sft_target(s, "short_think", FIXED_RATIONALE_TARGET)
+    '<think>the event is visible</think><answer>1.00 to 4.50</answer>'
+    """
+    if not sample.windows:
+        raise ValueError(f"sample {sample.qid!r} has no ground-truth window: SFT needs one")
+    fmt = target or (THINK_TARGET if get_template(template).think else NO_THINK_TARGET)
+    start, end = sample.windows[0]
+    return fmt.format(start=start, end=end, query=sample.query)

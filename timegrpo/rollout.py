@@ -1,4 +1,9 @@
-"""Rollouts: prompts + videos -> G completions per prompt -> a :class:`RolloutBatch`; and their log-probs.
+"""Rollouts: tokenised prompts + videos -> G completions per prompt -> a :class:`RolloutBatch`; and log-probs.
+
+The prompts come tokenised from :mod:`timegrpo.prompts` (this module knows no chat template). A
+:class:`SequenceBatch` is any batch of prompts with one continuation per row: sampled completions
+(:class:`RolloutBatch`, GRPO) or SFT targets; :func:`completion_logps` scores the continuations and
+:func:`sequence_logps` every text token (SFT with the prompt in the loss).
 
 TRL's GRPOTrainer has no video path (no video columns, no ``pixel_values_videos`` in its loss forward), which
 is why this module is ours. Every forward that sees a completion also sees the video exactly as generation
@@ -12,7 +17,7 @@ Rows are ordered prompt-major: rows ``i*G .. i*G+G-1`` are the G completions of 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -50,42 +55,34 @@ class SamplingParams:
 
 
 @dataclass
-class RolloutBatch:
-    """G completions for each of P prompts, with what every later forward needs.
+class SequenceBatch:
+    """Prompts with one continuation per row, and what every forward over them needs: the processor's
+    prompt-side tensors and the vision tower's output. GRPO's rollouts and SFT's targets are both this.
 
-    Shapes: ``N = P*G`` rows, ``Lp`` prompt length (left padded), ``Lc`` completion length (right padded).
+    Shapes: ``N = P*G`` rows (``G = num_generations`` rows per prompt, 1 for SFT), ``Lp`` prompt length (left
+    padded), ``Lc`` continuation length (right padded).
     """
 
     prompt_ids: torch.Tensor  # (N, Lp)
     prompt_mask: torch.Tensor  # (N, Lp)
     completion_ids: torch.Tensor  # (N, Lc)
     completion_mask: torch.Tensor  # (N, Lc): 1 up to and including EOS
-    truncated: torch.Tensor  # (N,) bool: no EOS within max_completion_length
-    completions: list[str]  # (N,) decoded, special tokens skipped
     video_index: list[int]  # (N,) row -> video of the step
     prompt_inputs: dict[str, Any]  # the processor's per-prompt tensors (P rows)
     features: VideoFeatures
     num_generations: int
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_rows(self) -> int:
         return self.completion_ids.shape[0]
 
 
-def prepare_prompts(processor: Any, messages: Sequence[list[dict[str, Any]]], videos: Sequence[torch.Tensor],
-                    video_metadata: Sequence[Any]) -> dict[str, Any]:
-    """Tokenise P chat prompts with their videos: ``input_ids`` (P, Lp, left padded), ``attention_mask``,
-    ``mm_token_type_ids``, ``pixel_values_videos``, ``video_grid_thw`` (P, 3) and, for Qwen2.5-VL,
-    ``second_per_grid_ts`` (P,), computed by the processor from each video's sampled fps.
+@dataclass
+class RolloutBatch(SequenceBatch):
+    """G sampled completions for each of P prompts (a :class:`SequenceBatch`) with their decoded text."""
 
-    ``videos`` are the already-sampled frames ``(T, C, H, W)``; ``video_metadata`` carries their fps and frame
-    indices (``transformers.video_utils.VideoMetadata``), so the processor does not sample again.
-    """
-    processor.tokenizer.padding_side = "left"
-    texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in messages]
-    return dict(processor(text=texts, videos=list(videos), video_metadata=list(video_metadata),
-                          do_sample_frames=False, padding=True, return_tensors="pt"))
+    truncated: torch.Tensor  # (N,) bool: no EOS within max_completion_length
+    completions: list[str]  # (N,) decoded, special tokens skipped
 
 
 def _video_kwargs(prompt_inputs: dict[str, Any], index: Sequence[int]) -> dict[str, Any]:
@@ -179,27 +176,55 @@ def _selective_log_softmax(logits: torch.Tensor, ids: torch.Tensor) -> torch.Ten
     return torch.stack(out)
 
 
-def completion_logps(model: nn.Module, batch: RolloutBatch, *, rows: Sequence[int] | None = None,
+def _logits(model: nn.Module, batch: SequenceBatch, rows: Sequence[int], *, with_grad: bool,
+            logits_to_keep: int) -> torch.Tensor:
+    """The model's logits ``(n, K, V)`` over prompt + continuation of ``rows`` (the last ``logits_to_keep``
+    positions; 0 = all), the video seen as generation saw it; gradients as the caller's grad mode says."""
+    idx = torch.as_tensor(list(rows), dtype=torch.long)
+    ids = torch.cat([batch.prompt_ids[idx], batch.completion_ids[idx]], dim=1)
+    mask = torch.cat([batch.prompt_mask[idx], batch.completion_mask[idx]], dim=1)
+    types = torch.cat([_prompt_types(batch)[idx], torch.zeros_like(batch.completion_ids[idx])], dim=1)
+    videos = [batch.video_index[r] for r in rows]
+    mm = encoder_outputs(model, batch.features, videos, with_grad=with_grad,
+                         pixel_values_videos=batch.prompt_inputs.get("pixel_values_videos"))
+    out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, mm_encoder_outputs=mm,
+                logits_to_keep=logits_to_keep, use_cache=False, **_video_kwargs(batch.prompt_inputs, videos))
+    return out.logits
+
+
+def _prompt_types(batch: SequenceBatch) -> torch.Tensor:
+    """``mm_token_type_ids`` of each row's prompt ``(N, Lp)``: 0 for text, non-zero for vision placeholders."""
+    return batch.prompt_inputs["mm_token_type_ids"].repeat_interleave(batch.num_generations, dim=0)
+
+
+def completion_logps(model: nn.Module, batch: SequenceBatch, *, rows: Sequence[int] | None = None,
                      temperature: float = 1.0, with_grad: bool = False) -> torch.Tensor:
-    """Log-probs ``(n, Lc)`` of the sampled completion tokens under ``model`` for ``rows`` (all by default).
+    """Log-probs ``(n, Lc)`` of the continuation tokens under ``model`` for ``rows`` (all by default).
 
     Logits are divided by ``temperature`` first (as TRL does), so the ratio compares the same distribution
     that sampled the tokens. ``with_grad`` builds the graph (train forward), with merger gradients when the
     merger trains; otherwise the cached vision features are reused.
     """
     rows = list(range(batch.num_rows)) if rows is None else list(rows)
-    idx = torch.as_tensor(rows, dtype=torch.long)
-    ids = torch.cat([batch.prompt_ids[idx], batch.completion_ids[idx]], dim=1)
-    mask = torch.cat([batch.prompt_mask[idx], batch.completion_mask[idx]], dim=1)
-    prompt_types = batch.prompt_inputs["mm_token_type_ids"].repeat_interleave(batch.num_generations, dim=0)[idx]
-    types = torch.cat([prompt_types, torch.zeros_like(batch.completion_ids[idx])], dim=1)
-    videos = [batch.video_index[r] for r in rows]
-    mm = encoder_outputs(model, batch.features, videos, with_grad=with_grad,
-                         pixel_values_videos=batch.prompt_inputs.get("pixel_values_videos"))
     lc = batch.completion_ids.shape[1]
     ctx = torch.enable_grad() if with_grad else torch.no_grad()
     with ctx:
-        out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types, mm_encoder_outputs=mm,
-                    logits_to_keep=lc + 1, use_cache=False, **_video_kwargs(batch.prompt_inputs, videos))
-        logits = out.logits[:, :-1, :] / temperature
-        return _selective_log_softmax(logits, batch.completion_ids[idx])
+        logits = _logits(model, batch, rows, with_grad=with_grad, logits_to_keep=lc + 1)[:, :-1, :] / temperature
+        return _selective_log_softmax(logits, batch.completion_ids[torch.as_tensor(rows, dtype=torch.long)])
+
+
+def sequence_logps(model: nn.Module, batch: SequenceBatch, *, with_grad: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs ``(N, Lp+Lc-1)`` of every token after the first (prompt and continuation), and the mask of
+    the ones a language-modelling loss counts: text tokens (no padding, no video placeholders) whose
+    predecessor is a real token. Column ``Lp-1+j`` is continuation token ``j`` (what :func:`completion_logps`
+    returns at ``j``)."""
+    rows = list(range(batch.num_rows))
+    ids = torch.cat([batch.prompt_ids, batch.completion_ids], dim=1)
+    real = torch.cat([batch.prompt_mask, batch.completion_mask], dim=1).bool()
+    text = torch.cat([_prompt_types(batch) == 0, batch.completion_mask.bool()], dim=1)
+    mask = (real & text)[:, 1:] & real[:, :-1]
+    ctx = torch.enable_grad() if with_grad else torch.no_grad()
+    with ctx:
+        logits = _logits(model, batch, rows, with_grad=with_grad, logits_to_keep=0)[:, :-1, :]
+        return _selective_log_softmax(logits, ids[:, 1:]), mask.long()

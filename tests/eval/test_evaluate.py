@@ -76,7 +76,7 @@ def _prompts(processor):
     meta = [VideoMetadata(total_num_frames=4, fps=2.0, frames_indices=[0, 1, 2, 3], duration=2.0)] * 2
     msgs = [[{"role": "user", "content": [{"type": "video", "video": "v"}, {"type": "text", "text": t}]}]
             for t in ("when", "where is it")]
-    from timegrpo.rollout import prepare_prompts
+    from timegrpo.prompts import prepare_prompts
 
     return prepare_prompts(processor, msgs, frames, meta)
 

@@ -22,6 +22,9 @@ def test_sft_then_grpo_from_the_command_line(synth_dir, tmp_path):
     assert main(["sft", "--config", RECIPE, "--model.model_name_or_path", str(tiny), *data,
                  "--max_steps", "2", "--per_device_train_batch_size", "4", "--output_dir", str(sft_out)]) == 0
     assert (sft_out / "final" / "config.json").is_file()
+    assert [json.loads(x)["step"] for x in (sft_out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert (sft_out / "checkpoint-2" / "state").is_dir()  # resumable, like a GRPO run
+    assert (sft_out / "config.yaml").read_text().startswith("# timegrpo sft --config")
 
     out = tmp_path / "grpo"
     assert main(["train", "--config", RECIPE, "--model.model_name_or_path", str(sft_out / "final"), *data,

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from timegrpo.config import load_recipe
+from timegrpo.data.source import video_source
 from timegrpo.data.synthetic import load_split, recommended_sampling
-from timegrpo.inputs import video_source
 from timegrpo.models.loading import prepare_policy
 from timegrpo.models.tiny import build_tiny_vlm
 from timegrpo.rewards.base import REWARDS, register_reward
-from timegrpo.trainer import GRPOTrainer
+from timegrpo.trainer.grpo import GRPOTrainer
 
 if "test_length" not in REWARDS:  # a random tiny model scores 0 on tiou/format: give GRPO a signal to follow
 
@@ -24,8 +21,7 @@ if "test_length" not in REWARDS:  # a random tiny model scores 0 on tiou/format:
     def _length_reward(completions, **columns):
         return [len(c) / 50.0 for c in completions]
 
-HERE = Path(__file__).resolve().parent
-RECIPE = HERE.parents[1] / "recipes" / "tiny_cpu.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
 FAST = ["--train.reward_funcs", "test_length,format", "--train.num_generations", "4", "--train.max_completion_length", "8", "--train.per_device_train_batch_size",
         "2", "--train.save_steps", "0", "--train.logging_steps", "1"]
 
@@ -53,9 +49,28 @@ def test_one_step_trains_llm_and_merger_not_vision_tower(synth_dir, tmp_path):
     # the vision tower ran once per prompt: 2 prompts, not 2 x (G generations + old/ref/train forwards)
     assert metrics["vision_tower_calls"] == metrics["prompts"] == 2
     for key in ("reward", "rewards/test_length/mean", "rewards/format/std", "kl", "frac_reward_zero_std",
-                "completions/mean_length", "iou", "loss", "clip_ratio/region_mean"):
+                "completions/mean_length", "loss", "clip_ratio/region_mean"):
         assert key in metrics, key
+    assert "iou" not in metrics  # no reward reported an IoU, and the trainer parses nothing itself
     assert metrics["completions/mean_length"] <= 8
+
+
+def test_logged_iou_is_the_one_the_rewards_report(synth_dir, tmp_path):
+    """``iou`` is the mean of what the rewards reported (``extra["iou"]``, None skipped), not a re-parse."""
+    from timegrpo.rewards import RewardBreakdown
+
+    trainer = make_trainer(synth_dir, tmp_path, "--train.max_steps", "1", "--train.num_generations", "2")
+    samples = trainer.samples[:1]
+
+    def rewards(completions, **columns):
+        out = RewardBreakdown(total=[0.5, 1.0], per_func={"tiou": [0.5, 1.0]})
+        out.extra = {"iou": [0.25, None]}
+        return out
+
+    trainer.rewards = rewards
+    total, metrics = trainer.score(["<answer>1 to 2</answer>", "nonsense"], samples)
+    assert total.tolist() == [0.5, 1.0]
+    assert metrics["iou"] == 0.25 and metrics["rewards/tiou/mean"] == 0.75
 
 
 def test_resume_reaches_the_same_parameters(synth_dir, tmp_path):
@@ -82,26 +97,11 @@ def test_resume_reaches_the_same_parameters(synth_dir, tmp_path):
     assert AutoModelForImageTextToText.from_pretrained(ckpt).config.model_type == "qwen2_5_vl"
 
 
-def _run(cmd, env):
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-
-def test_two_processes_equal_one_process_with_twice_the_accumulation(synth_dir, tmp_path):
+def test_two_processes_equal_one_process_with_twice_the_accumulation(two_layouts):
     """torchrun --nproc_per_node 2 (Accelerate forms a real 2-rank gloo group on CPU) == 1 process x accum 2."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     common = [*FAST, "--train.per_device_train_batch_size", "1", "--train.max_steps", "2", "--train.beta", "0.04",
               "--train.loss_type", "grpo"]
-    script = str(HERE / "dist_run.py")
-    _run([sys.executable, script, str(synth_dir), str(tmp_path / "one"), "2", *common], env)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-          script, str(synth_dir), str(tmp_path / "two"), "1", *common], env)
-    one = torch.load(tmp_path / "one" / "rank0.pt")
-    r0, r1 = (torch.load(tmp_path / "two" / f"rank{r}.pt") for r in (0, 1))
-    assert one["world"] == 1 and r0["world"] == r1["world"] == 2
-    for name, value in r0["params"].items():
-        assert torch.equal(value, r1["params"][name]), f"ranks disagree on {name}"
-        torch.testing.assert_close(value, one["params"][name], rtol=1e-5, atol=1e-6, msg=name)
+    one, r0 = two_layouts("grpo", *common, port=29517)  # same parameters on both ranks and in both layouts
     for a, b in zip(one["history"], r0["history"], strict=True):
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)

@@ -5,7 +5,7 @@
                    [--vs-trl] [--json] [--json-out FILE] [--markdown FILE] [--real-videos DIR]
     timegrpo bench --suite cpu --vs-trl --markdown BENCHMARKS.md     # what `make bench` runs
 
-A run trains real optimiser steps of :class:`timegrpo.trainer.GRPOTrainer` on synthetic videos of fixed
+A run trains real optimiser steps of :class:`timegrpo.trainer.grpo.GRPOTrainer` on synthetic videos of fixed
 length (every prompt has ``frames/2 * (size/28)^2`` visual tokens) with a fixed completion length, and reports
 per step: wall time split into data, generation, reward, log-prob forwards and backward/optimizer
 (:mod:`timegrpo.bench.sides`), tokens per second (prompt + completion tokens of all completions), vision-tower

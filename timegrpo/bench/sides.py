@@ -12,8 +12,8 @@ Phases (exclusive seconds per optimiser step):
 * ``optimizer``: gradient clipping and ``optimizer.step``;
 * ``other``: the rest of the step (advantages, loss arithmetic, metrics, the trainer's own bookkeeping).
 
-timegrpo's :class:`timegrpo.trainer.GRPOTrainer` is timed by wrapping its methods on the instance and the
-module functions it calls (:mod:`timegrpo.trainer`'s ``prompt_inputs``, ``generate``, ``completion_logps``),
+timegrpo's :class:`timegrpo.trainer.grpo.GRPOTrainer` is timed by wrapping its methods on the instance and the
+module functions it calls (:mod:`timegrpo.trainer.grpo`'s ``prompt_inputs``, ``generate``, ``completion_logps``),
 all restored when the benchmark ends. The completion length is fixed by setting the trainer's
 ``sampling.min_completion_length`` to ``max_completion_length`` (no trainer change needed).
 """
@@ -110,15 +110,16 @@ def _logprob_phase(*args: Any, **kwargs: Any) -> str:
 
 
 class TimegrpoSide(Side):
-    """:class:`timegrpo.trainer.GRPOTrainer` on the workload, instrumented (see the module docstring)."""
+    """:class:`timegrpo.trainer.grpo.GRPOTrainer` on the workload, instrumented (see the module docstring)."""
 
     name = "timegrpo"
 
     def __init__(self, work: Workload) -> None:
         super().__init__(work.config)
-        import timegrpo.trainer as trainer_module
+        import timegrpo.trainer.grpo as trainer_module
         from timegrpo.models.loading import load_policy, vision_tower
-        from timegrpo.trainer import GRPOTrainer, make_accelerator
+        from timegrpo.trainer.grpo import GRPOTrainer
+        from timegrpo.trainer.loop import make_accelerator
 
         cfg = work.config
         tcfg = train_config(work)

@@ -15,7 +15,7 @@ loss forwards), and the vision tower encodes every completion's copy of the imag
 log-prob forward (reference, train).
 
 The data rows come from a ``datasets.Dataset`` of indices whose transform reads the frames through the same
-:func:`timegrpo.inputs.video_source` (same frame cache) as timegrpo, so both sides read identical pixels.
+:func:`timegrpo.data.source.video_source` (same frame cache) as timegrpo, so both sides read identical pixels.
 """
 
 from __future__ import annotations

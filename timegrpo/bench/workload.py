@@ -119,7 +119,7 @@ class Workload:
     model_info: dict[str, Any] = field(default_factory=dict)
 
     def video_source(self) -> Any:
-        from timegrpo.inputs import video_source
+        from timegrpo.data.source import video_source
 
         return video_source(self.sampling, cache_dir=str(self.cache_dir))
 

@@ -24,7 +24,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.cli.data",
     "timegrpo.cli.score",
     "timegrpo.cli.eval",
-    "timegrpo.train",
+    "timegrpo.cli.train",
     "timegrpo.cli.push",
     "timegrpo.cli.detr",
     "timegrpo.cli.demo",

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from timegrpo.config.core import to_dict
+from timegrpo.data.order import epoch_permutation
 from timegrpo.detr.config import DetrConfig, DetrModelConfig
 from timegrpo.detr.features import FeatureDataset, load_split, make_collate
 from timegrpo.detr.losses import set_criterion
@@ -65,8 +66,8 @@ class EMA:
 
 def batches(dataset: FeatureDataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0) -> DataLoader:
     """A DataLoader whose order depends only on ``(seed, epoch)``."""
-    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen if shuffle else None,
+    order = epoch_permutation(seed, epoch, len(dataset), seed_stride=100_003) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, sampler=order,
                       collate_fn=make_collate(dataset.store.cfg.clip_len), num_workers=0)
 
 

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from timegrpo.data.schema import Sample
+from timegrpo.data.source import VideoSource
 from timegrpo.evaluate.score import summarize
-from timegrpo.inputs import VideoSource, prompt_inputs
 from timegrpo.parsing import parse_answer
+from timegrpo.prompts import prompt_inputs
 from timegrpo.rollout import SamplingParams, generate
 from timegrpo.spans import temporal_iou
 

@@ -226,10 +226,10 @@ def predict(cfg: EvalConfig, dist: Dist, mine: list[Any], video: Any, template: 
     import torch
     from tqdm import tqdm
 
+    from timegrpo.data.source import video_source
     from timegrpo.evaluate import engine
     from timegrpo.evaluate.backends import BACKENDS
     from timegrpo.evaluate.predictions import PredictionWriter
-    from timegrpo.inputs import video_source
 
     videos = engine.memo_videos(video_source(video, cache_dir=cfg.frame_cache))
     backend = BACKENDS.get(cfg.backend)(cfg, world=dist.world, device=dist.device, template=template,

@@ -1,0 +1,105 @@
+"""Trainers from a recipe: the model, the samples and the frame source a :class:`timegrpo.config.RecipeConfig`
+names, and the Accelerator its section asks for (mixed precision, wandb, output folder)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from timegrpo.config import ConfigError
+from timegrpo.data.source import VideoSource, video_source
+from timegrpo.trainer.grpo import GRPOTrainer
+from timegrpo.trainer.loop import TrainLoop, make_accelerator
+from timegrpo.trainer.sft import SFTTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def load_samples(cfg: Any, which: str = "train") -> list[Any]:
+    """The annotation samples of ``data.train_file`` (or ``eval_file``), with the reader's report logged."""
+    from timegrpo.data.formats import load_annotations
+
+    d = cfg.data
+    path = d.train_file if which == "train" else d.eval_file
+    if not path:
+        raise ConfigError(f"data.{which}_file is not set: pass --data.{which}_file PATH or set it in the recipe")
+    samples, report = load_annotations(path, d.format, on_bad=d.on_bad, durations=d.durations,
+                                       video_dir=d.video_dir)
+    logger.info("%s: %d samples (%s); anomalies %s", path, len(samples), report.format, dict(report.counts))
+    limit = d.max_train_samples if which == "train" else d.max_eval_samples
+    return samples[:limit] if limit else samples
+
+
+def build_videos(cfg: Any, processor: Any) -> VideoSource:
+    """The frame source of the recipe's video settings (patch size taken from the processor)."""
+    from timegrpo.data.video import VideoSampling
+
+    patch = getattr(processor.image_processor, "patch_size", 14)
+    sampling = VideoSampling(**cfg.data.video_sampling_kwargs(), image_patch_size=patch)
+    return video_source(sampling, cache_dir=cfg.data.frame_cache_dir)
+
+
+def load_model(cfg: Any) -> tuple[Any, Any]:
+    """The recipe's policy (dtype, attention, what trains, LoRA) and its processor."""
+    from timegrpo.models.loading import load_policy
+
+    m = cfg.model
+    return load_policy(
+        m.model_name_or_path, dtype=m.torch_dtype, attn_implementation=m.attn_implementation,
+        freeze_vision_tower=m.freeze_vision_tower, train_merger=m.train_merger, use_lora=m.use_lora,
+        lora_kwargs={"r": m.lora_r, "alpha": m.lora_alpha, "dropout": m.lora_dropout,
+                     "target_modules": list(m.lora_target_modules)},
+        gradient_checkpointing=m.gradient_checkpointing, trust_remote_code=m.trust_remote_code)
+
+
+def section_accelerator(section: Any) -> Any:
+    """The Accelerator of a ``train`` or ``sft`` section: accumulation, bf16, wandb, ``output_dir``.
+
+    It must exist before the model is loaded (ZeRO-3's ``zero3_init_flag`` needs that).
+    """
+    return make_accelerator(
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        mixed_precision="bf16" if section.bf16 else "no",
+        log_with="wandb" if section.report_to == "wandb" else None,
+        project_dir=section.output_dir,
+    )
+
+
+def _init_trackers(trainer: TrainLoop, cfg: Any) -> None:
+    section = trainer.args
+    if section.report_to == "wandb":
+        from timegrpo.config import to_dict
+
+        trainer.accelerator.init_trackers(
+            "timegrpo", config=to_dict(cfg),
+            init_kwargs={"wandb": {"name": section.run_name or Path(section.output_dir).name}})
+
+
+def build_trainer(cfg: Any) -> GRPOTrainer:
+    """A :class:`timegrpo.trainer.grpo.GRPOTrainer` for a recipe's ``train`` section (with its teacher for
+    Video-OPD)."""
+    t = cfg.train
+    accelerator = section_accelerator(t)
+    model, processor = load_model(cfg)
+    teacher = None
+    if t.teacher_model_name_or_path:
+        from timegrpo.models.loading import load_policy
+
+        teacher, _ = load_policy(t.teacher_model_name_or_path, dtype=cfg.model.torch_dtype,
+                                 attn_implementation=cfg.model.attn_implementation)
+    samples = load_samples(cfg)
+    trainer = GRPOTrainer(cfg, model, processor, samples, build_videos(cfg, processor), accelerator=accelerator,
+                          teacher=teacher)
+    _init_trackers(trainer, cfg)
+    return trainer
+
+
+def build_sft_trainer(cfg: Any) -> SFTTrainer:
+    """A :class:`timegrpo.trainer.sft.SFTTrainer` for a recipe's ``sft`` section."""
+    accelerator = section_accelerator(cfg.sft)
+    model, processor = load_model(cfg)
+    trainer = SFTTrainer(cfg, model, processor, load_samples(cfg), build_videos(cfg, processor),
+                         accelerator=accelerator)
+    _init_trackers(trainer, cfg)
+    return trainer

@@ -1,0 +1,274 @@
+"""The GRPO / Video-OPD step on the shared loop: rollout -> rewards -> advantages -> loss -> step.
+
+Why our own trainer: TRL's GRPOTrainer has no video path (no video columns, no ``pixel_values_videos`` in its
+loss forward, vLLM gets images only). We keep TRL's reward protocol and TRL's config names where the meaning
+is the same, and reuse TRL/transformers/accelerate pieces (``unwrap_model_for_generation``, schedulers,
+``Accelerator.save_state``) instead of rewriting them. The maths lives in :mod:`timegrpo.algos` as registered
+pure functions; this file never branches on a method name. Data order, accumulation, checkpoints and logging
+are the loop's (:mod:`timegrpo.trainer.loop`).
+
+One optimiser step (``S = gradient_accumulation_steps`` micro-batches of ``P = per_device_train_batch_size``
+prompts on each of ``W`` processes):
+
+1. for each micro-batch (:meth:`GRPOTrainer.rollout`): the vision tower runs once per prompt,
+   ``G = num_generations`` completions are sampled, every reward function scores them (each component logged,
+   and the IoU the rewards report), and (when needed) old, reference and teacher log-probs are computed with
+   the cached vision output: a :class:`ScoredRollout`;
+2. advantages are computed over the whole step, within each prompt's group, and each rollout becomes a
+   complete :class:`MicroBatch`;
+3. ``num_iterations`` times: for each micro-batch, the train forward (gradients through the merger when it
+   trains), the policy loss, ``accelerator.backward``; then clip, step, schedule.
+
+Rollouts are seeded by ``(seed, step, global position of the micro-batch's first prompt)``, so the same
+prompts get the same completions whatever the number of processes or accumulation steps, and a resumed
+run samples exactly what the uninterrupted run did (exact resume is also helped by Accelerate's RNG state).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from timegrpo.algos.advantages import ADVANTAGES, zero_variance_share
+from timegrpo.algos.aggregate import dapo_tokens_per_micro_batch
+from timegrpo.algos.losses import LossSettings, PolicyLossInputs, compute_policy_loss
+from timegrpo.data.schema import Sample
+from timegrpo.data.source import VideoSource
+from timegrpo.models.loading import make_reference, reference_context
+from timegrpo.models.vision import VisionCallCounter, encode_videos
+from timegrpo.prompts import prompt_inputs
+from timegrpo.rewards import RewardSet
+from timegrpo.rewards.columns import reward_columns
+from timegrpo.rollout import RolloutBatch, SamplingParams, completion_logps, generate
+from timegrpo.trainer.loop import TrainLoop, mean_dicts
+
+
+def rollout_seed(seed: int, step: int, position: int) -> int:
+    """A seed for one micro-batch's sampling, independent of the process layout.
+
+    >>> rollout_seed(0, 3, 5) == rollout_seed(0, 3, 5) != rollout_seed(0, 3, 6)
+    True
+    """
+    return (seed * 1_000_003 + step * 10_007 + position) % (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class ScoredRollout:
+    """One micro-batch's sampled completions, scored, with the no-grad log-probs the loss needs."""
+
+    batch: RolloutBatch
+    rewards: torch.Tensor  # (N,) weighted totals
+    mask: torch.Tensor  # (N, Lc) completion mask, zeroed for masked truncated completions
+    old_logps: torch.Tensor | None  # (N, Lc), when num_iterations > 1
+    ref_logps: torch.Tensor | None  # (N, Lc), when beta != 0
+    teacher_logps: torch.Tensor | None  # (N, Lc), on-policy distillation
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class MicroBatch:
+    """A scored rollout with its advantages ``(N,)``: everything the loss needs."""
+
+    rollout: ScoredRollout
+    advantages: torch.Tensor
+
+    def loss_inputs(self, logps: torch.Tensor) -> PolicyLossInputs:
+        r = self.rollout
+        return PolicyLossInputs(logps=logps, mask=r.mask, advantages=self.advantages, old_logps=r.old_logps,
+                                ref_logps=r.ref_logps, teacher_logps=r.teacher_logps)
+
+
+def sampling_params(t: Any) -> SamplingParams:
+    """The rollout sampling of an :class:`timegrpo.config.RLConfig` section."""
+    return SamplingParams(num_generations=t.num_generations, max_completion_length=t.max_completion_length,
+                          temperature=t.temperature, top_p=t.top_p, top_k=t.top_k or 0)
+
+
+def reward_set(t: Any, reward_funcs: Sequence[Any] | None = None) -> RewardSet:
+    """The section's ``reward_funcs`` with their ``reward_weights`` (or ``reward_funcs`` given directly)."""
+    if reward_funcs is not None:
+        return RewardSet(list(reward_funcs))
+    weights = list(t.reward_weights) if t.reward_weights else [1.0] * len(t.reward_funcs)
+    if len(weights) != len(t.reward_funcs):
+        raise ValueError(f"reward_weights has {len(weights)} values for {len(t.reward_funcs)} "
+                         f"reward_funcs ({', '.join(map(str, t.reward_funcs))})")
+    return RewardSet(list(zip(t.reward_funcs, weights, strict=True)))
+
+
+class GRPOTrainer(TrainLoop):
+    """Video-native GRPO (and Video-OPD with a ``teacher``) on the shared loop.
+    :func:`timegrpo.trainer.build.build_trainer` builds one from a recipe; tests and the demo pass the parts
+    (model, processor, samples, frame source) themselves."""
+
+    desc = "grpo"
+    postfix = ("reward", "iou")
+
+    def __init__(self, cfg: Any, model: nn.Module, processor: Any, train_samples: Sequence[Sample],
+                 videos: VideoSource, *, accelerator: Any = None,
+                 reward_funcs: Sequence[Any] | None = None, teacher: nn.Module | None = None) -> None:
+        t = cfg.train
+        if t.use_vllm:
+            raise NotImplementedError("train.use_vllm: vLLM rollouts are not available in this version; set "
+                                      "use_vllm: false (rollouts then use HF generate with cached vision features)")
+        self.cfg = cfg
+        self.videos = videos
+        self.rewards = reward_set(t, reward_funcs)
+        self.loss_settings = LossSettings.from_recipe(cfg)
+        self.sampling = sampling_params(t)
+        self.reference = make_reference(model, beta=t.beta, use_lora=cfg.model.use_lora)
+        super().__init__(t, model, processor, train_samples, accelerator=accelerator,
+                         updates_per_step=t.num_iterations, shuffle=t.shuffle_dataset)
+        self.teacher = teacher
+        for frozen in (self.reference, self.teacher):
+            if frozen is not None:
+                frozen.to(self.accelerator.device).eval().requires_grad_(False)
+        self.vision_counter = VisionCallCounter(self.model)
+        self._last_completions: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------------ rollouts
+    def score(self, completions: list[str], samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total rewards ``(N,)`` (weighted, None skipped as in TRL), each component's mean/std, and ``iou``:
+        the mean IoU the rewards reported (``log_extra("iou", ...)``), when one did."""
+        breakdown = self.rewards(completions, **reward_columns(samples, self.sampling.num_generations))
+        metrics: dict[str, float] = {}
+        for key, values in breakdown.per_func.items():
+            v = _as_tensor(values)
+            metrics[f"rewards/{key}/mean"] = float(torch.nanmean(v))
+            metrics[f"rewards/{key}/std"] = float(_nanstd(v))
+        ious = getattr(breakdown, "extra", {}).get("iou")
+        if ious is not None:
+            metrics["iou"] = float(torch.nanmean(_as_tensor(ious)))
+        return torch.tensor(breakdown.total), metrics
+
+    def rollout(self, samples: Sequence[Sample], seed: int) -> ScoredRollout:
+        """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients)."""
+        t = self.args
+        device = self.accelerator.device
+        inputs = prompt_inputs(self.processor, samples, self.videos, self.cfg.data.prompt_template)
+        inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        batch = self._sample(inputs, seed)
+        rewards, metrics = self.score(batch.completions, samples)
+        mask = batch.completion_mask.clone()
+        if t.mask_truncated_completions:
+            mask[batch.truncated.to(mask.device)] = 0
+        old, ref, teacher = self._frozen_logps(batch, inputs)
+        metrics.update(_rollout_metrics(batch, rewards))
+        if t.log_completions:
+            self._last_completions = [
+                {"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
+                for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))]
+        return ScoredRollout(batch=batch, rewards=rewards, mask=mask.to(device), old_logps=old, ref_logps=ref,
+                             teacher_logps=teacher, metrics=metrics)
+
+    def _sample(self, inputs: dict[str, Any], seed: int) -> RolloutBatch:
+        """``G`` completions per prompt from the policy in eval mode, seeded by ``seed``."""
+        from trl.models.utils import unwrap_model_for_generation
+
+        torch.manual_seed(seed)
+        with unwrap_model_for_generation(self.model, self.accelerator) as gen_model:
+            was_training = gen_model.training
+            gen_model.eval()
+            batch = generate(gen_model, self.processor, inputs, self.sampling)
+            gen_model.train(was_training)
+        return batch
+
+    def _frozen_logps(self, batch: RolloutBatch, inputs: dict[str, Any]
+                      ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Old-policy (``num_iterations > 1``), reference (``beta != 0``) and teacher log-probs ``(N, Lc)``."""
+        t = self.args
+        old = completion_logps(self.model, batch, temperature=t.temperature) if t.num_iterations > 1 else None
+        ref = teacher = None
+        if t.beta != 0:
+            with reference_context(self.model, self.reference) as ref_model:
+                ref = completion_logps(ref_model, batch, temperature=t.temperature)
+        if self.teacher is not None:  # the teacher has its own vision tower: encode once for it too
+            feats = encode_videos(self.teacher, inputs["pixel_values_videos"], inputs["video_grid_thw"])
+            teacher = completion_logps(self.teacher, replace(batch, features=feats), temperature=t.temperature)
+        return old, ref, teacher
+
+    def advantages(self, local_rewards: torch.Tensor) -> torch.Tensor:
+        """Advantages ``(n_local,)`` of this process's rewards of the step.
+
+        The estimator sees the rewards of every process (gathered in rank order), so ``scale_rewards: batch``
+        divides by the std of the whole step as in TRL; groups never straddle processes, so group statistics
+        are unchanged. This process's slice is returned.
+        """
+        t = self.args
+        gathered = self.accelerator.gather(local_rewards.to(self.accelerator.device)).cpu()
+        adv = ADVANTAGES.get(t.advantage_estimator)(
+            gathered, t.num_generations, scale_rewards=t.scale_rewards, std_eps=t.advantage_std_eps,
+            unbiased_std=t.advantage_unbiased_std)
+        n = local_rewards.numel()
+        rank = self.accelerator.process_index
+        return adv[rank * n:(rank + 1) * n]
+
+    # -------------------------------------------------------------------------------------------- a step
+    def train_step(self) -> dict[str, float]:
+        """One rollout round: ``gradient_accumulation_steps`` micro-batches, then ``num_iterations`` optimiser
+        steps over them; returns the round's metrics."""
+        t = self.args
+        step = self.state["step"]
+        t0 = time.perf_counter()
+        videos0 = self.vision_counter.videos
+        step_positions = self.step_positions(step)
+        rollouts = [self.rollout([self.samples[i] for i in positions], rollout_seed(t.seed, step, positions[0]))
+                    for positions in step_positions]
+        all_rewards = torch.cat([r.rewards for r in rollouts])
+        advantages = self.advantages(all_rewards).split([r.rewards.numel() for r in rollouts])
+        buffer = [MicroBatch(r, a.to(self.accelerator.device)) for r, a in zip(rollouts, advantages, strict=True)]
+        zero_std = zero_variance_share(all_rewards, t.num_generations)
+        tokens = self._step_tokens(buffer)
+        t_rollout = time.perf_counter() - t0
+        loss_logs = [self._backward(mb, tokens) for _ in range(t.num_iterations) for mb in buffer]
+        self.state["step"] = step + 1
+        logs = [r.metrics for r in rollouts]
+        metrics = self.reduce({**mean_dicts(logs + loss_logs), "frac_reward_zero_std": zero_std}, "mean")
+        metrics.update(self.reduce({"vision_tower_calls": self.vision_counter.videos - videos0,
+                                    "prompts": sum(len(p) for p in step_positions)}, "sum"))
+        metrics.update(step=step + 1, learning_rate=self.scheduler.get_last_lr()[0],
+                       step_time=time.perf_counter() - t0, rollout_time=t_rollout)
+        return metrics
+
+    def _backward(self, mb: MicroBatch, tokens: float) -> dict[str, float]:
+        """Loss and backward of one micro-batch (and, on the last of an accumulation, clip + optimiser step)."""
+        with self.accelerator.accumulate(self.model):
+            logps = completion_logps(self.model, mb.rollout.batch, temperature=self.args.temperature, with_grad=True)
+            out = compute_policy_loss(mb.loss_inputs(logps), self.loss_settings, tokens_per_micro_batch=tokens)
+            log = {"loss": float(out.loss.detach()), **{k: float(v) for k, v in out.metrics.items()}}
+            log.update(self.optimizer_step(out.loss))
+        return log
+
+    def _step_tokens(self, buffer: list[MicroBatch]) -> float:
+        """The ``dapo`` normaliser: completion tokens of the whole step over all processes, per micro-batch."""
+        local = torch.tensor(float(sum(mb.rollout.mask.sum() for mb in buffer)), device=self.accelerator.device)
+        total = float(self.accelerator.reduce(local, reduction="sum"))
+        return dapo_tokens_per_micro_batch(total, self.accelerator.num_processes, self.args.gradient_accumulation_steps)
+
+    def log_rows(self, step: int) -> dict[str, list[dict[str, Any]]]:
+        """``completions.jsonl``: the last micro-batch's prompts, completions and rewards (``log_completions``)."""
+        return {"completions.jsonl": self._last_completions} if self.args.log_completions else {}
+
+
+def _rollout_metrics(batch: RolloutBatch, rewards: torch.Tensor) -> dict[str, float]:
+    lengths = batch.completion_mask.sum(1).float()
+    return {
+        "reward": float(rewards.mean()),
+        "reward_std": float(_nanstd(rewards)),
+        "completions/mean_length": float(lengths.mean()),
+        "completions/clipped_ratio": float(batch.truncated.float().mean()),
+    }
+
+
+def _as_tensor(values: Sequence[float | None]) -> torch.Tensor:
+    """``(N,)`` float tensor, None as NaN."""
+    return torch.tensor([float("nan") if x is None else float(x) for x in values])
+
+
+def _nanstd(x: torch.Tensor) -> torch.Tensor:
+    x = x[~torch.isnan(x)]
+    return x.std() if x.numel() > 1 else torch.tensor(0.0)

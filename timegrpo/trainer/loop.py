@@ -1,0 +1,332 @@
+"""The training loop both GRPO and SFT run on: data order, optimiser and schedule, accumulation, checkpoints,
+logging. A trainer is a :class:`TrainLoop` with a ``train_step`` (:mod:`timegrpo.trainer.grpo`,
+:mod:`timegrpo.trainer.sft`).
+
+One optimiser step takes ``S = gradient_accumulation_steps`` micro-batches of ``P = per_device_train_batch_size``
+samples on each of ``W`` processes; which samples is :class:`DataOrder`'s business, so it depends on
+``(seed, step)`` only: 1 process x 2 accumulation and 2 processes x 1 accumulation see the same samples in a
+step, and a resumed run sees what the uninterrupted run did. Exact resume also restores model, optimiser,
+scheduler, RNG and the step counter (``Accelerator.save_state``).
+
+The learning-rate schedule is built for ``total_steps * updates_per_step`` optimiser updates. Accelerate steps
+a prepared scheduler once per process at each update (it assumes a loader whose length shrinks with ``W``),
+so the schedule is stretched ``W`` times to give every layout the learning rate of one process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from timegrpo.data.order import epoch_permutation
+from timegrpo.models.loading import unwrap
+
+StepHook = Callable[[dict[str, float]], None]
+
+
+def make_accelerator(**kwargs: Any) -> Any:
+    """An ``accelerate.Accelerator`` that also forms a process group on CPU-only machines.
+
+    Accelerate only uses gloo on CPU when told it runs on CPU: without ``cpu=True``, ``torchrun
+    --nproc_per_node 2`` on a machine with no GPU gives two independent single-process runs. So ``cpu``
+    defaults to "no CUDA device" here.
+    """
+    from accelerate import Accelerator
+
+    kwargs.setdefault("cpu", not torch.cuda.is_available())
+    return Accelerator(**kwargs)
+
+
+@dataclass(frozen=True)
+class DataOrder:
+    """Which samples this process's micro-batches take at each optimiser step.
+
+    Global micro-batch ``m = step * S + k`` covers ``P * W`` consecutive positions of the data order, whose
+    epoch ``e`` is :func:`timegrpo.data.order.epoch_permutation` ``(seed, e, n)`` (the identity when not
+    shuffled). Two ways to meet the end of an epoch:
+
+    * ``epoch_aligned=False`` (GRPO): positions run on into the next epoch, so every micro-batch is full and
+      process ``r`` takes the contiguous ``P`` positions ``[r*P, (r+1)*P)`` of it;
+    * ``epoch_aligned=True`` (SFT): every epoch starts a new micro-batch, the last one of an epoch is short,
+      and process ``r`` takes every ``W``-th sample of it from the ``r``-th on (sizes differ by at most one; a
+      last micro-batch with fewer samples than processes is topped up from the start of the epoch).
+
+    >>> order = DataOrder(n=5, seed=0, per_device=2, accumulation=1, world=1, rank=0, shuffle=False)
+    >>> [order.step_positions(s) for s in range(3)]
+    [[[0, 1]], [[2, 3]], [[4, 0]]]
+    >>> aligned = DataOrder(n=5, seed=0, per_device=2, accumulation=1, world=1, rank=0, shuffle=False,
+    ...                     epoch_aligned=True)
+    >>> [aligned.step_positions(s) for s in range(4)]
+    [[[0, 1]], [[2, 3]], [[4]], [[0, 1]]]
+    """
+
+    n: int
+    seed: int
+    per_device: int
+    accumulation: int
+    world: int
+    rank: int
+    shuffle: bool = True
+    epoch_aligned: bool = False
+
+    @property
+    def per_micro_batch(self) -> int:
+        """Samples of one micro-batch over all processes (``P * W``)."""
+        return self.per_device * self.world
+
+    @property
+    def per_step(self) -> int:
+        """Samples of one optimiser step over all processes (``P * S * W``)."""
+        return self.per_micro_batch * self.accumulation
+
+    def steps_for(self, epochs: float) -> int:
+        """Optimiser steps that cover ``epochs`` passes over the data (at least one)."""
+        if self.epoch_aligned:
+            micro = math.ceil(epochs * math.ceil(self.n / self.per_micro_batch))
+            return max(1, math.ceil(micro / self.accumulation))
+        return max(1, math.ceil(epochs * self.n / self.per_step))
+
+    def order(self, epoch: int) -> list[int]:
+        return epoch_permutation(self.seed, epoch, self.n) if self.shuffle else list(range(self.n))
+
+    def step_positions(self, step: int) -> list[list[int]]:
+        """Sample indices of this process's ``S`` micro-batches at optimiser ``step``."""
+        return [self._micro_batch(step * self.accumulation + k) for k in range(self.accumulation)]
+
+    def _micro_batch(self, m: int) -> list[int]:
+        if self.epoch_aligned:
+            epoch, k = divmod(m, max(1, math.ceil(self.n / self.per_micro_batch)))
+            order = self.order(epoch)
+            chunk = order[k * self.per_micro_batch:(k + 1) * self.per_micro_batch]
+            chunk += order[:max(0, self.world - len(chunk))]  # fewer samples than processes: each gets one
+            return chunk[self.rank::self.world]
+        first = m * self.per_micro_batch + self.rank * self.per_device
+        orders: dict[int, list[int]] = {}
+        out = []
+        for g in range(first, first + self.per_device):
+            epoch, pos = divmod(g, self.n)
+            if epoch not in orders:
+                orders[epoch] = self.order(epoch)
+            out.append(orders[epoch][pos])
+        return out
+
+
+class TrainLoop:
+    """The loop skeleton over an :class:`timegrpo.config.OptimConfig` section (``train`` or ``sft``).
+
+    Subclasses implement :meth:`train_step` (advance ``state["step"]`` and return the step's metrics, reduced
+    over processes) and may add per-step files with :meth:`log_rows`. The model is prepared with AdamW (the
+    section's learning rate, betas, epsilon, weight decay) and the section's scheduler.
+    """
+
+    #: Progress bar label and the metrics it shows.
+    desc: ClassVar[str] = "train"
+    postfix: ClassVar[tuple[str, ...]] = ("loss",)
+
+    def __init__(self, args: Any, model: nn.Module, processor: Any, samples: Sequence[Any], *,
+                 accelerator: Any = None, updates_per_step: int = 1, shuffle: bool = True,
+                 epoch_aligned: bool = False) -> None:
+        self.args = args
+        self.accelerator = accelerator or make_accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps)
+        self.processor = processor
+        self.samples = list(samples)
+        acc = self.accelerator
+        self.order = DataOrder(n=len(self.samples), seed=args.seed, per_device=args.per_device_train_batch_size,
+                               accumulation=args.gradient_accumulation_steps, world=acc.num_processes,
+                               rank=acc.process_index, shuffle=shuffle, epoch_aligned=epoch_aligned)
+        self.total_steps = args.max_steps if args.max_steps and args.max_steps > 0 else self.order.steps_for(
+            args.num_train_epochs)
+        optimizer, scheduler = self._optimizer(model, updates_per_step)
+        _deepspeed_clipping(acc, args.max_grad_norm)
+        self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
+        self.state = {"step": 0}
+        acc.register_for_checkpointing(_StateHolder(self.state))
+        self.output_dir = Path(args.output_dir)
+        self.history: list[dict[str, float]] = []
+
+    def _optimizer(self, model: nn.Module, updates_per_step: int) -> tuple[torch.optim.Optimizer, Any]:
+        from transformers import get_scheduler
+
+        a = self.args
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameter: check freeze_vision_tower/train_merger/use_lora")
+        optimizer = torch.optim.AdamW(params, lr=a.learning_rate, weight_decay=a.weight_decay,
+                                      betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon)
+        updates, stretch = self.total_steps * updates_per_step, self.accelerator.num_processes
+        scheduler = get_scheduler(a.lr_scheduler_type, optimizer,
+                                  num_warmup_steps=math.ceil(a.warmup_ratio * updates) * stretch,
+                                  num_training_steps=updates * stretch)
+        return optimizer, scheduler
+
+    # -------------------------------------------------------------------------------------------- a step
+    def train_step(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def step_positions(self, step: int) -> list[list[int]]:
+        """Sample indices of this process's micro-batches at optimiser ``step`` (see :class:`DataOrder`)."""
+        return self.order.step_positions(step)
+
+    def optimizer_step(self, loss: torch.Tensor) -> dict[str, float]:
+        """Backward of one micro-batch's ``loss``, inside ``accelerator.accumulate``; on the last micro-batch
+        of an accumulation also clip (``max_grad_norm``), step and schedule. Returns ``grad_norm`` when known."""
+        acc = self.accelerator
+        acc.backward(loss)
+        log = {}
+        if acc.sync_gradients and self.args.max_grad_norm:
+            norm = acc.clip_grad_norm_(self.model.parameters(), self.args.max_grad_norm)
+            if norm is not None:
+                log["grad_norm"] = float(norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad()
+        return log
+
+    def reduce(self, metrics: dict[str, float], reduction: str) -> dict[str, float]:
+        """Metrics over all processes (every process logs the same keys, in sorted order)."""
+        if self.accelerator.num_processes == 1:
+            return metrics
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], device=self.accelerator.device)
+        values = self.accelerator.reduce(values, reduction=reduction)
+        return dict(zip(keys, values.tolist(), strict=True))
+
+    # ----------------------------------------------------------------------------------------- the loop
+    def train(self, on_step: StepHook | None = None, max_seconds: float | None = None,
+              progress: bool = True) -> list[dict[str, float]]:
+        """Run until ``total_steps`` (or ``max_seconds`` of wall time, checked after each step on every
+        process alike); log every ``logging_steps``, checkpoint every ``save_steps`` and at the end."""
+        from tqdm.auto import tqdm
+
+        a = self.args
+        bar = tqdm(total=self.total_steps, initial=self.state["step"], desc=self.desc,
+                   disable=not (progress and self.accelerator.is_main_process))
+        t0 = time.perf_counter()
+        while self.state["step"] < self.total_steps:
+            if max_seconds is not None and self._elapsed(t0) >= max_seconds:
+                break
+            metrics = self.train_step()
+            self.history.append(metrics)
+            if on_step is not None:
+                on_step(metrics)
+            step = self.state["step"]
+            if step % max(1, a.logging_steps) == 0 or step == self.total_steps:
+                self.log(metrics)
+            if a.save_steps and step % a.save_steps == 0 and step < self.total_steps:
+                self.save_checkpoint()
+            bar.update(1)
+            bar.set_postfix({k: f"{metrics[k]:.3f}" for k in self.postfix if k in metrics})
+        bar.close()
+        self.save_checkpoint()
+        return self.history
+
+    def _elapsed(self, t0: float) -> float:
+        elapsed = torch.tensor(time.perf_counter() - t0, device=self.accelerator.device)
+        return float(self.accelerator.reduce(elapsed, reduction="max"))
+
+    def log_rows(self, step: int) -> dict[str, list[dict[str, Any]]]:
+        """Extra rows to append at a logging step: ``{file name in output_dir: rows}`` (none by default)."""
+        return {}
+
+    def log(self, metrics: dict[str, float]) -> None:
+        """Append to ``output_dir/metrics.jsonl`` (main process) and to the Accelerate trackers (wandb)."""
+        if not self.accelerator.is_main_process:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        step = int(metrics["step"])
+        with open(self.output_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        for name, rows in self.log_rows(step).items():
+            with open(self.output_dir / name, "a") as f:
+                f.writelines(json.dumps({"step": step, **row}) + "\n" for row in rows)
+        if self.accelerator.trackers:
+            self.accelerator.log(metrics, step=step)
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> Path:
+        """``output_dir/checkpoint-STEP``: Accelerate state (model, optimizer, scheduler, RNG, step) under
+        ``state/`` for exact resume, and a ``from_pretrained``-loadable model + processor at the top."""
+        path = self.output_dir / f"checkpoint-{self.state['step']}"
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(path / "state"))
+        self.save_pretrained(path)
+        if self.accelerator.is_main_process:
+            self._rotate_checkpoints()
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """A ``from_pretrained``-loadable model (a LoRA policy merged) and the processor in ``path``; every
+        process must call it (gathering the weights is a collective under ZeRO-3)."""
+        path = Path(path)
+        state_dict = self.accelerator.get_state_dict(self.model)
+        if self.accelerator.is_main_process:
+            _save_pretrained(self.accelerator.unwrap_model(self.model), path, state_dict)
+            self.processor.save_pretrained(path)
+        return path
+
+    def _rotate_checkpoints(self) -> None:
+        """Delete the oldest ``checkpoint-N`` folders beyond ``save_total_limit``."""
+        import shutil
+
+        limit = self.args.save_total_limit
+        if not limit:
+            return
+        found = sorted(self.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        for old in found[:-limit]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore model, optimizer, scheduler, RNG and the step counter from a :meth:`save_checkpoint` folder."""
+        state = Path(path) / "state"
+        if not state.is_dir():
+            raise FileNotFoundError(f"{path} is not a timegrpo checkpoint (no state/ folder): pass an "
+                                    "output_dir/checkpoint-N folder written by a previous run")
+        self.accelerator.load_state(str(state))
+
+
+def _save_pretrained(model: nn.Module, path: Path, state_dict: dict[str, Any]) -> None:
+    """Save a ``from_pretrained``-loadable copy; a LoRA policy is saved with its adapter merged."""
+    if hasattr(model, "merge_and_unload"):
+        import copy
+
+        merged = copy.deepcopy(model)
+        merged.load_state_dict(state_dict)
+        merged.merge_and_unload().save_pretrained(path)
+        return
+    unwrap(model).save_pretrained(path, state_dict=state_dict)
+
+
+def _deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:
+    """Under DeepSpeed only its own ``gradient_clipping`` clips (Accelerate's ``clip_grad_norm_`` then only
+    reports the norm); an ``auto`` value would become 1.0, so write ``max_grad_norm`` into it before prepare."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is not None:
+        plugin.deepspeed_config["gradient_clipping"] = float(max_grad_norm or 0.0)
+
+
+class _StateHolder:
+    """Saves the trainer's counters with ``accelerator.save_state`` (``register_for_checkpointing``)."""
+
+    def __init__(self, state: dict[str, int]) -> None:
+        self.state = state
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(self.state)
+
+    def load_state_dict(self, d: dict[str, int]) -> None:
+        self.state.update(d)
+
+
+def mean_dicts(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per key, the mean over the dicts that have it (keys sorted)."""
+    keys = {k for d in dicts for k in d}
+    return {k: sum(d[k] for d in dicts if k in d) / sum(1 for d in dicts if k in d) for k in sorted(keys)}
