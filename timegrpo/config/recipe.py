@@ -301,6 +301,13 @@ class RLConfig(OptimConfig):
     mask_truncated_completions: bool = opt(
         False, "Leave completions cut at max_completion_length out of the loss (DAPO)."
     )
+    dynamic_sampling: bool = opt(
+        False, "DAPO's dynamic sampling: drop groups whose rewards all equal (no gradient) and keep drawing "
+        "prompts (whole steps' worth, further along the data order) until the step has per_device_train_batch_size "
+        "x gradient_accumulation_steps such groups per process; discarded rollouts are counted and logged.")
+    max_resample: int = opt(
+        10, "Dynamic sampling: at most this many extra draws per step; then the step trains with the groups it has, "
+        "topped up with zero-variance ones, and logs the shortfall.")
     reward_funcs: list[str] = opt_factory(
         lambda: ["tiou", "format"], "Reward functions by registered name or 'package.module:function', summed."
     )
@@ -322,7 +329,7 @@ class RLConfig(OptimConfig):
     def __post_init__(self) -> None:
         self._check_optim()
         s = self.SECTION
-        for name in ("num_generations", "num_iterations", "max_completion_length"):
+        for name in ("num_generations", "num_iterations", "max_completion_length", "max_resample"):
             value = getattr(self, name)
             check(value >= 1, f"{s}.{name}", f"must be >= 1, got {value}")
         check(self.beta >= 0, f"{s}.beta", f"must be >= 0, got {self.beta}")
@@ -336,6 +343,8 @@ class RLConfig(OptimConfig):
                f"{self.scale_rewards!r} is not one of group, batch, none (TRL's true = group, false = none)")
         check(self.advantage_std_eps >= 0, f"{s}.advantage_std_eps", f"must be >= 0, got {self.advantage_std_eps}")
         check(self.temperature > 0, f"{s}.temperature", f"must be > 0, got {self.temperature}")
+        check(not self.dynamic_sampling or self.num_generations >= 2, f"{s}.dynamic_sampling",
+              f"needs groups to compare: num_generations >= 2, got {self.num_generations}")
         check(0 < self.top_p <= 1, f"{s}.top_p", f"must be in (0, 1], got {self.top_p}")
         check(self.top_k >= 0, f"{s}.top_k", f"must be >= 0, got {self.top_k}")
         check(bool(self.reward_funcs), f"{s}.reward_funcs", "needs at least one reward function")
