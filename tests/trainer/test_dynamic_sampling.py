@@ -107,7 +107,7 @@ def test_without_zero_variance_groups_it_is_the_plain_run(reward_dir, synth_dir,
     """The first draw of a step is the plain step's prompts with the plain step's seeds, and the micro-batches
     assembled again are the plain ones: when every group has signal, the runs are identical."""
     args = ["--train.max_steps", "2", "--train.reward_funcs", "dyn_rewards:alternating", "--train.beta", "0.04",
-            "--train.per_device_train_batch_size", "2", "--train.gradient_accumulation_steps", "2"]
+            "--train.per_device_train_batch_size", "2"]
     dyn = make_trainer(synth_dir, tmp_path / "dyn", *args)
     plain = make_trainer(synth_dir, tmp_path / "plain", *args, "--train.dynamic_sampling", "false")
     groups, _ = dyn.sampler._draw(0, 0, 0)
