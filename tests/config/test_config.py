@@ -155,7 +155,7 @@ def test_coercion_table():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"loss_type": "sapo"}, "train.loss_type: 'sapo' is not one of bnpo, dapo, dr_grpo, grpo"),
+        ({"loss_type": "vespo"}, "train.loss_type: 'vespo' is not one of bnpo, dapo, dr_grpo, grpo"),
         ({"kl_estimator": "k9"}, "train.kl_estimator: 'k9' is not one of k1, k2, k3"),
         ({"scale_rewards": "std"}, "TRL's true = group, false = none"),
         ({"advantage_estimator": "dr_grpo"}, "set scale_rewards: none"),

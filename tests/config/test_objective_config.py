@@ -40,6 +40,8 @@ def test_loss_settings_carry_the_new_fields():
     [
         (["--importance_sampling_level", "batch"], "train.importance_sampling_level: 'batch' is not one of sequence, token"),
         (["--sapo_temperature_neg", "0"], "train.sapo_temperature_neg: must be > 0"),
+        (["--loss_type", "cispo"], "train.loss_type: TRL's loss_type 'cispo' is an objective here: set method: cispo "
+                                   "and loss_type: dapo"),
         (["--method", "gspo", "--importance_sampling_level", "token"],
          "train.importance_sampling_level: method 'gspo' is defined at level 'sequence' only"),
         (["--method", "opd", "--num_generations", "1", "--teacher_model_name_or_path", "/t",

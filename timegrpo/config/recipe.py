@@ -53,6 +53,8 @@ VLLM_MODES = ("colocate", "server")
 METHOD_OBJECTIVES = {"grpo": "clipped", "gspo": "gspo", "cispo": "cispo", "sapo": "sapo", "opd": "opd"}
 #: Methods defined at one importance-sampling level only (``train.importance_sampling_level`` must be it or null).
 METHOD_FIXED_LEVEL = {"gspo": "sequence", "opd": "token"}
+#: TRL ``loss_type`` values that name an objective, not an aggregation: -> (our method, the loss_type TRL pairs it with).
+TRL_OBJECTIVE_LOSS_TYPES = {"cispo": ("cispo", "dapo"), "sapo": ("sapo", "grpo")}
 
 #: Linear layers of the Qwen language model that LoRA adapts by default (models.loading uses the same list).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -362,6 +364,10 @@ class RLConfig(OptimConfig):
 
     def _check_registered(self) -> None:
         s = self.SECTION
+        if self.loss_type in TRL_OBJECTIVE_LOSS_TYPES:
+            method, aggregation = TRL_OBJECTIVE_LOSS_TYPES[self.loss_type]
+            check(False, f"{s}.loss_type", f"TRL's loss_type {self.loss_type!r} is an objective here: set method: "
+                  f"{method} and loss_type: {aggregation} (the aggregation TRL uses with it)")
         _registered(f"{s}.loss_type", self.loss_type, "timegrpo.algos.aggregate", "AGGREGATIONS")
         _registered(f"{s}.kl_estimator", self.kl_estimator, "timegrpo.algos.kl", "KL_ESTIMATORS")
         _registered(f"{s}.advantage_estimator", self.advantage_estimator, "timegrpo.algos.advantages", "ADVANTAGES")
