@@ -13,7 +13,8 @@ prompts on each of ``W`` processes):
 1. for each micro-batch (:meth:`GRPOTrainer.rollout`): the vision tower runs once per prompt,
    ``G = num_generations`` completions are sampled, every reward function scores them (each component logged,
    and the IoU the rewards report), and (when needed) old, reference and teacher log-probs are computed with
-   the cached vision output: a :class:`ScoredRollout`;
+   the cached vision output: a :class:`ScoredRollout`. With ``train.dynamic_sampling`` this is :class:`timegrpo.trainer.dynamic.DynamicSampler`'s: whole steps'
+   worth of prompts are drawn until every group trained on has reward variance (DAPO);
 2. advantages are computed over the whole step, within each prompt's group, and each rollout becomes a
    complete :class:`MicroBatch`;
 3. ``num_iterations`` times: for each micro-batch, the train forward (gradients through the merger when it
