@@ -13,7 +13,8 @@ prompts on each of ``W`` processes):
 1. for each micro-batch (:meth:`GRPOTrainer.rollout`): the vision tower runs once per prompt,
    ``G = num_generations`` completions are sampled, every reward function scores them (each component logged,
    and the IoU the rewards report), and (when needed) old, reference and teacher log-probs are computed with
-   the cached vision output: a :class:`ScoredRollout`;
+   the cached vision output: a :class:`ScoredRollout`. With ``train.dynamic_sampling`` this is :class:`timegrpo.trainer.dynamic.DynamicSampler`'s: whole steps'
+   worth of prompts are drawn until every group trained on has reward variance (DAPO);
 2. advantages are computed over the whole step, within each prompt's group, and each rollout becomes a
    complete :class:`MicroBatch`;
 3. ``num_iterations`` times: for each micro-batch, the train forward (gradients through the merger when it
@@ -50,8 +51,9 @@ from timegrpo.prompts import prompt_inputs
 from timegrpo.rewards import RewardSet
 from timegrpo.rewards.columns import reward_columns
 from timegrpo.rollout import RolloutBatch, SamplingParams, completion_logps, generate
-from timegrpo.trainer.loop import TrainLoop, mean_dicts
-from timegrpo.trainer.metrics import loss_metrics, value_metrics
+from timegrpo.trainer.dynamic import DynamicSampler
+from timegrpo.trainer.loop import TrainLoop
+from timegrpo.trainer.metrics import RolloutLog, loss_metrics, rollout_metrics
 from timegrpo.trainer.prefetch import InputPrefetch
 
 
@@ -74,9 +76,7 @@ class ScoredRollout:
     old_logps: torch.Tensor | None  # (N, Lc), when num_iterations > 1
     ref_logps: torch.Tensor | None  # (N, Lc), when beta != 0
     teacher_logps: torch.Tensor | None  # (N, Lc), on-policy distillation
-    metrics: dict[str, float]
-    #: per-completion values ``(N,)`` (NaN = none) whose step mean is logged: see :meth:`GRPOTrainer.score`
-    values: dict[str, torch.Tensor] = field(default_factory=dict)
+    log: RolloutLog | None  # what its drawing adds to the step's metrics (None: assembled from drawn groups)
     #: ``completions.jsonl`` rows (qid, completion, reward), with ``log_completions``
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -138,6 +138,7 @@ class GRPOTrainer(TrainLoop):
         self.vision_counter = VisionCallCounter(self.model)
         self.inputs = InputPrefetch(self, cfg.data.prompt_template, cfg.data.num_workers)
         self._last_completions: list[dict[str, Any]] = []
+        self.sampler = DynamicSampler(self, rollout_seed) if t.dynamic_sampling else None
 
     # ------------------------------------------------------------------------------------------ rollouts
     def score(self, completions: list[str], samples: Sequence[Sample]
@@ -158,13 +159,29 @@ class GRPOTrainer(TrainLoop):
     def rollout(self, samples: Sequence[Sample], seed: int, inputs: dict[str, Any] | None = None) -> ScoredRollout:
         """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients). ``inputs``:
         the samples' :func:`prompt_inputs` when already made (prefetched), else they are made here."""
-        t = self.args
-        device = self.accelerator.device
-        if inputs is None:
-            inputs = prompt_inputs(self.processor, samples, self.videos, self.cfg.data.prompt_template)
-        inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        inputs = self.prompt_inputs(samples) if inputs is None else self._on_device(inputs)
+        batch, rewards, log = self.draw(inputs, samples, seed)
+        return self.scored(batch, rewards, log, inputs, samples)
+
+    def prompt_inputs(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """The processor's inputs for ``samples`` (frames, chat prompt), on the device."""
+        return self._on_device(prompt_inputs(self.processor, samples, self.videos, self.cfg.data.prompt_template))
+
+    def _on_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+
+    def draw(self, inputs: dict[str, Any], samples: Sequence[Sample], seed: int
+             ) -> tuple[RolloutBatch, torch.Tensor, RolloutLog]:
+        """``G`` completions per prompt, seeded by ``seed``, with their total rewards ``(N,)`` and what they add
+        to the step's metrics."""
         batch = self._sample(inputs, seed)
         rewards, values = self.score(batch.completions, samples)
+        return batch, rewards, RolloutLog(_rollout_metrics(batch, rewards), values)
+
+    def scored(self, batch: RolloutBatch, rewards: torch.Tensor, log: RolloutLog | None,
+               inputs: dict[str, Any], samples: Sequence[Sample]) -> ScoredRollout:
+        """A scored rollout of ``batch``: its loss mask and the old/reference/teacher log-probs (no gradients)."""
+        t = self.args
         mask = batch.completion_mask.clone()
         if t.mask_truncated_completions:
             mask[batch.truncated.to(mask.device)] = 0
@@ -172,8 +189,8 @@ class GRPOTrainer(TrainLoop):
         rows = [{"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
                 for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))
                 ] if t.log_completions else []
-        return ScoredRollout(batch=batch, rewards=rewards, mask=mask.to(device), old_logps=old, ref_logps=ref,
-                             teacher_logps=teacher, metrics=_rollout_metrics(batch, rewards), values=values, rows=rows)
+        return ScoredRollout(batch=batch, rewards=rewards, mask=mask.to(self.accelerator.device), old_logps=old,
+                             ref_logps=ref, teacher_logps=teacher, log=log, rows=rows)
 
     def _sample(self, inputs: dict[str, Any], seed: int) -> RolloutBatch:
         """``G`` completions per prompt from the policy in eval mode, seeded by ``seed``."""
@@ -226,11 +243,7 @@ class GRPOTrainer(TrainLoop):
         step = self.state["step"]
         t0 = time.perf_counter()
         videos0 = self.vision_counter.videos
-        step_positions = self.step_positions(step)
-        rollouts = []
-        for k, positions in enumerate(step_positions):
-            samples, inputs = self.inputs.get(step, k)  # prefetched (data.num_workers)
-            rollouts.append(self.rollout(samples, rollout_seed(t.seed, step, positions[0]), inputs))
+        rollouts, logs, prompts, sampling = self._step_rollouts(step)
         all_rewards = torch.cat([r.rewards for r in rollouts])
         advantages = self.advantages(all_rewards).split([r.rewards.numel() for r in rollouts])
         buffer = [MicroBatch(r, a.to(self.accelerator.device)) for r, a in zip(rollouts, advantages, strict=True)]
@@ -239,16 +252,30 @@ class GRPOTrainer(TrainLoop):
         t_rollout = time.perf_counter() - t0
         loss_logs = [self._backward(mb, tokens) for _ in range(t.num_iterations) for mb in buffer]
         self.state["step"] = step + 1
-        metrics = self.reduce({**mean_dicts([r.metrics for r in rollouts]), "frac_reward_zero_std": zero_std}, "mean")
-        metrics.update(value_metrics({k: [r.values[k] for r in rollouts] for k in rollouts[0].values}, self.reduce))
+        metrics = self.reduce({"frac_reward_zero_std": zero_std}, "mean")
+        metrics.update(rollout_metrics(logs, self.reduce))
         metrics.update(loss_metrics(loss_logs, self.reduce, t.num_iterations))
         metrics.update(self.reduce({"vision_tower_calls": self.vision_counter.videos - videos0,
-                                    "prompts": sum(len(p) for p in step_positions)}, "sum"))
+                                    "prompts": prompts}, "sum"))
+        metrics.update(sampling)
         if t.log_completions:
             self._last_completions = self._completion_rows(buffer)
         metrics.update(step=step + 1, learning_rate=self.scheduler.get_last_lr()[0],
                        step_time=time.perf_counter() - t0, rollout_time=t_rollout)
         return metrics
+
+    def _step_rollouts(self, step: int) -> tuple[list[ScoredRollout], list[RolloutLog], int, dict[str, float]]:
+        """This process's scored micro-batches of ``step``, their rollout metrics, the prompts it drew, and the
+        dynamic-sampling metrics (:mod:`timegrpo.trainer.dynamic`; none without ``dynamic_sampling``)."""
+        if self.sampler is not None:
+            return self.sampler.step(step)
+        t = self.args
+        step_positions = self.step_positions(step)
+        rollouts = []
+        for k, positions in enumerate(step_positions):
+            samples, inputs = self.inputs.get(step, k)  # prefetched (data.num_workers)
+            rollouts.append(self.rollout(samples, rollout_seed(t.seed, step, positions[0]), inputs))
+        return rollouts, [r.log for r in rollouts], sum(len(p) for p in step_positions), {}
 
     def _backward(self, mb: MicroBatch, tokens: float) -> dict[str, float]:
         """Loss and backward of one micro-batch (and, on the last of an accumulation, clip + optimiser step)."""
@@ -283,12 +310,13 @@ class GRPOTrainer(TrainLoop):
 
 
 def _rollout_metrics(batch: RolloutBatch, rewards: torch.Tensor) -> dict[str, float]:
-    """Per micro-batch: ``reward_std`` (TRL's: the mean over prompts of the std within each group), completion
-    lengths and the share cut at ``max_completion_length``."""
+    """Per micro-batch: ``reward_std`` (TRL's: the mean over prompts of the std within each group; rewards that
+    are NaN, no reward function applied, left out), completion lengths and the share cut at
+    ``max_completion_length``."""
     lengths = batch.completion_mask.sum(1).float()
     groups = rewards.view(-1, batch.num_generations)
     return {
-        "reward_std": float(groups.std(dim=1).mean()) if batch.num_generations > 1 else 0.0,
+        "reward_std": sum(float(_nanstd(g)) for g in groups) / len(groups),
         "completions/mean_length": float(lengths.mean()),
         "completions/clipped_ratio": float(batch.truncated.float().mean()),
     }
@@ -298,3 +326,8 @@ def _as_tensor(values: Sequence[float | None]) -> torch.Tensor:
     """``(N,)`` float tensor, None as NaN."""
     return torch.tensor([float("nan") if x is None else float(x) for x in values])
 
+
+def _nanstd(x: torch.Tensor) -> torch.Tensor:
+    """Sample std of the non-NaN values of ``x`` (0 for fewer than two)."""
+    x = x[~torch.isnan(x)]
+    return x.std() if x.numel() > 1 else torch.tensor(0.0)

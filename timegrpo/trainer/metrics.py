@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -33,6 +34,23 @@ Reduce = Callable[[dict[str, float], str], dict[str, float]]
 
 #: Loss metrics that are neither token means nor extremes.
 NOT_TOKEN_MEANS = ("loss", "policy_loss", "num_tokens", "grad_norm")
+
+
+@dataclass(frozen=True)
+class RolloutLog:
+    """What one drawn micro-batch adds to its step's metrics: ``metrics``, per-micro-batch values averaged over
+    micro-batches and processes (``reward_std``, ``completions/*``), and ``values``, per-completion ``(n,)``
+    tensors (NaN = none) averaged over every completion (``reward``, ``rewards/{name}/mean``, ``iou``)."""
+
+    metrics: dict[str, float]
+    values: dict[str, torch.Tensor]
+
+
+def rollout_metrics(logs: Sequence[RolloutLog], reduce: Reduce) -> dict[str, float]:
+    """The step's rollout metrics from the logs of every micro-batch it drew (same keys on every process)."""
+    out = reduce(mean_dicts([log.metrics for log in logs]), "mean")
+    out.update(value_metrics({k: [log.values[k] for log in logs] for k in logs[0].values}, reduce))
+    return out
 
 
 def kind(key: str) -> str:
