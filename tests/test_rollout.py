@@ -120,7 +120,7 @@ def test_chunked_logprob_forwards_equal_one_forward(family):
     batch = generate(model, processor, inputs, SamplingParams(num_generations=3, max_completion_length=7))
     batch.features = encode_videos(model, inputs["pixel_values_videos"], inputs["video_grid_thw"])
     one = completion_logps(model, batch, temperature=0.9)
-    for size in (1, 2, 4, 9, 50):
+    for size in (1, 4, 50):
         assert torch.equal(completion_logps(model, batch, temperature=0.9, batch_size=size), one), size
     weights = torch.randn_like(one)
 
@@ -133,14 +133,12 @@ def test_chunked_logprob_forwards_equal_one_forward(family):
     ref_logps, ref = grads(None)
     assert any(".merger." in n for n in ref) and any("language_model" in n for n in ref)
     counter = VisionCallCounter(model)
-    for size in (1, 4):
-        calls = counter.calls
-        logps, got = grads(size)
-        assert counter.calls - calls == (family == "qwen3_vl")  # a re-run tower runs once, not once per chunk
-        assert torch.equal(logps, ref_logps)
-        assert got.keys() == ref.keys()
-        for name, g in ref.items():  # the same sums in another order: a few float32 ulps of the largest entry
-            assert (got[name] - g).abs().max() <= 4e-6 * g.abs().max(), f"{name} (batch_size {size})"
+    logps, got = grads(2)  # 9 rows in chunks of 2
+    assert counter.calls == (family == "qwen3_vl")  # a re-run tower runs once, not once per chunk
+    assert torch.equal(logps, ref_logps)
+    assert got.keys() == ref.keys()
+    for name, g in ref.items():  # the same sums in another order: a few float32 ulps of the largest entry
+        assert (got[name] - g).abs().max() <= 4e-6 * g.abs().max(), name
     rows = [4, 1, 7]  # a subset of rows, in any order, chunked
     assert torch.equal(completion_logps(model, batch, rows=rows, temperature=0.9, batch_size=2), one[rows])
 
