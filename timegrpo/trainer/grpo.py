@@ -124,8 +124,8 @@ class GRPOTrainer(TrainLoop):
         self.reference = make_reference(model, beta=t.beta, use_lora=cfg.model.use_lora, load=load_reference)
         super().__init__(t, model, processor, train_samples, accelerator=accelerator,
                          updates_per_step=t.num_iterations, shuffle=t.shuffle_dataset)
-        self.reference = self.prepare_frozen(self.reference)
-        self.teacher = self.prepare_frozen(teacher)
+        self.reference = self.prepare_frozen(self.reference, "reference")
+        self.teacher = self.prepare_frozen(teacher, "teacher")
         self.vision_counter = VisionCallCounter(self.model)
         self._last_completions: list[dict[str, Any]] = []
 

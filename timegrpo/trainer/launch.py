@@ -16,6 +16,7 @@ from the recipe, frozen models prepared the way the launch shards the policy, an
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
@@ -23,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -111,21 +114,38 @@ def check_master_weights(accelerator: Any, params: Iterable[nn.Parameter]) -> No
         "(DeepSpeed keeps fp32 master weights and optimiser state)")
 
 
-def prepare_frozen(accelerator: Any, model: nn.Module | None) -> nn.Module | None:
+def prepare_frozen(accelerator: Any, model: nn.Module | None, name: str = "frozen model") -> nn.Module | None:
     """A frozen model (reference, teacher) in eval mode, ready to run beside the prepared policy.
 
     Under DeepSpeed it is wrapped as an evaluation engine with the policy's config (TRL's
     ``prepare_deepspeed``): sharded like the policy under ZeRO-3, whole (stage 0) under ZeRO-1/2, in the
     launch's precision. Call it after the policy is prepared (the config's ``auto`` values are filled then).
+    Logs how many of the model's weights this process holds.
     """
     if model is None:
         return None
     model.eval().requires_grad_(False)
-    if deepspeed_stage(accelerator) is None:
-        return model.to(accelerator.device)
-    from trl.models.utils import prepare_deepspeed
+    stage = deepspeed_stage(accelerator)
+    if stage is None:
+        model = model.to(accelerator.device)
+        how = f"on {accelerator.device}"
+    else:
+        from trl.models.utils import prepare_deepspeed
 
-    return prepare_deepspeed(model, accelerator)
+        model = prepare_deepspeed(model, accelerator)
+        how = f"DeepSpeed ZeRO-{stage if stage == 3 else 0} evaluation engine"
+    total, local = weight_counts(model)
+    logger.info("%s: %s, process %d holds %d of %d weights", name, how, accelerator.process_index, local, total)
+    return model
+
+
+def weight_counts(model: nn.Module) -> tuple[int, int]:
+    """``(total, held here)`` weights of ``model``: they differ when ZeRO-3 shards it."""
+    total = local = 0
+    for p in model.parameters():
+        total += int(getattr(p, "ds_numel", p.numel()))
+        local += int(p.ds_tensor.numel()) if hasattr(p, "ds_tensor") else p.numel()
+    return total, local
 
 
 def gathered(accelerator: Any, params: Iterable[nn.Parameter]) -> AbstractContextManager[Any]:

@@ -280,9 +280,9 @@ class TrainLoop:
             self.processor.save_pretrained(path)
         return path
 
-    def prepare_frozen(self, model: nn.Module | None) -> nn.Module | None:
+    def prepare_frozen(self, model: nn.Module | None, name: str) -> nn.Module | None:
         """A frozen reference or teacher placed as the launch needs (see :func:`timegrpo.trainer.launch.prepare_frozen`)."""
-        return prepare_frozen(self.accelerator, model)
+        return prepare_frozen(self.accelerator, model, name)
 
     def _rotate_checkpoints(self) -> None:
         """Delete the oldest ``checkpoint-N`` folders beyond ``save_total_limit``."""
