@@ -127,6 +127,35 @@ def frozen_engines(log):
     return {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in FROZEN.finditer(log)}
 
 
+MAKE = """
+from timegrpo.trainer.launch import make_accelerator
+try:
+    print("made", make_accelerator().distributed_type)
+except RuntimeError as err:
+    print("refused:", err)
+"""
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without CUDA")
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"DS_ACCELERATOR": "cuda"}, "refused: .*DeepSpeed's accelerator is 'cuda': set DS_ACCELERATOR=cpu"),
+    ({"DS_ACCELERATOR": "cpu", "ACCELERATE_USE_CPU": "true"}, "refused: .*asks for DeepSpeed but Accelerate runs "
+                                                              "DistributedType.MULTI_CPU: drop --cpu"),
+    ({"DS_ACCELERATOR": "cpu"}, "made DistributedType.DEEPSPEED"),
+])
+def test_a_deepspeed_launch_runs_deepspeed_or_stops_saying_why(env, expected, free_port):
+    """Without CUDA, a DeepSpeed launch gets DeepSpeed's CPU accelerator; when it cannot (DeepSpeed's
+    accelerator is not the CPU, or --cpu turned DeepSpeed off) it stops, never running DDP silently. One
+    process of a torchrun-style launch, as ``accelerate launch --config_file launch/zero3.yaml`` starts it."""
+    launched = {"ACCELERATE_USE_DEEPSPEED": "true", "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1",
+                "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "DS_"))}
+    proc = subprocess.run([sys.executable, "-c", MAKE], capture_output=True, text=True, timeout=300,
+                          env={**base, **launched, **env, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(expected, proc.stdout), proc.stdout
+
+
 def test_zero3_with_reference_matches_one_process_and_saves_loadable_checkpoints(launch, synth_dir, models,
                                                                                   tmp_path, monkeypatch):
     """ZeRO-3, beta 0.04, linear warm-up + decay over 3 steps: the reference is a fresh load sharded like the
@@ -154,12 +183,13 @@ def test_zero3_with_reference_matches_one_process_and_saves_loadable_checkpoints
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["zero2.yaml", "zero3.yaml"])
-@pytest.mark.parametrize("case", ["beta", "lora", "opd"])
+@pytest.mark.parametrize(("config", "case"), [("zero2.yaml", "beta"), ("zero2.yaml", "lora"), ("zero3.yaml", "lora"),
+                                              ("zero2.yaml", "opd"), ("zero3.yaml", "opd")])
 def test_launch_trains_and_saves(launch, models, tmp_path, config, case):
-    """Each DeepSpeed config with a reference (beta > 0), with LoRA (the adapter-disabled policy is the
-    reference) and with an OPD teacher: it trains, logs kl / the teacher's reward, and saves checkpoints that
-    ``from_pretrained`` loads and that equal the shards (peft's merge of them for LoRA)."""
+    """Each DeepSpeed config with a reference (beta > 0; ZeRO-3's is the default test), with LoRA (the
+    adapter-disabled policy is the reference) and with an OPD teacher: it trains, logs kl / the teacher's
+    reward, and saves checkpoints that ``from_pretrained`` loads and that equal the shards (peft's merge of
+    them for LoRA)."""
     stage = 3 if config == "zero3.yaml" else 2
     overrides = {"beta": ["--train.beta", "0.04"],
                  "lora": ["--train.beta", "0.04", "--model.use_lora", "true", "--model.lora_dropout", "0"],

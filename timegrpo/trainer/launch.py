@@ -63,16 +63,19 @@ def make_accelerator(**kwargs: Any) -> Any:
     from accelerate.utils import DistributedType, InitProcessGroupKwargs
 
     want_deepspeed = deepspeed_requested()
-    if want_deepspeed and not torch.cuda.is_available():
+    launched = int(os.environ.get("LOCAL_RANK", -1)) != -1  # by accelerate launch / torchrun
+    cpu_flag = os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true" or kwargs.get("cpu", False)
+    if want_deepspeed and launched and not cpu_flag and not torch.cuda.is_available():
         handler = InitProcessGroupKwargs(backend=_deepspeed_cpu_backend())
         kwargs["kwargs_handlers"] = [*kwargs.get("kwargs_handlers", ()), handler]
     else:
         kwargs.setdefault("cpu", not torch.cuda.is_available())
     accelerator = Accelerator(**kwargs)
     if want_deepspeed and accelerator.distributed_type != DistributedType.DEEPSPEED:
-        raise RuntimeError(f"the launch config asks for DeepSpeed but Accelerate runs {accelerator.distributed_type} "
-                           "(was --cpu / use_cpu given?): drop --cpu (on a machine without CUDA, DeepSpeed runs on "
-                           "its CPU accelerator, DS_ACCELERATOR=cpu), or launch with launch/ddp.yaml")
+        raise RuntimeError(f"the launch config asks for DeepSpeed but Accelerate runs {accelerator.distributed_type}: "
+                           "drop --cpu / use_cpu (without CUDA, DeepSpeed runs on its CPU accelerator, "
+                           "DS_ACCELERATOR=cpu) and start the processes with accelerate launch or torchrun, or "
+                           "launch with launch/ddp.yaml")
     return accelerator
 
 
