@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from timegrpo.models.loading import make_reference, prepare_policy, reference_context, vision_tower
@@ -133,3 +134,17 @@ def test_merged_lora_state_dict_is_peft_merge_with_the_plain_model_keys():
         torch.testing.assert_close(merged[key], value, rtol=0, atol=1e-7, msg=key)
     touched = [k for k in plain_keys if not torch.equal(merged[k], before[k])]
     assert any(".merger." in k for k in touched) and any("q_proj.weight" in k for k in touched)
+
+
+def test_a_sharded_policy_gets_a_freshly_loaded_reference():
+    """Under ZeRO-3 the policy's parameters are slices (DeepSpeed marks them with ``ds_id``): a copy of them is
+    no model, so the reference comes from ``load`` (a fresh load of the checkpoint), and without it the
+    trainer is told what to pass."""
+    policy = prepare_policy(build_tiny_vlm("qwen2_5_vl", seed=0)[0])
+    next(policy.parameters()).ds_id = 0  # what deepspeed.zero.Init leaves on a partitioned parameter
+    with pytest.raises(ValueError, match="pass load_reference"):
+        make_reference(policy, beta=0.04, use_lora=False)
+    fresh = build_tiny_vlm("qwen2_5_vl", seed=0)[0].train()
+    ref = make_reference(policy, beta=0.04, use_lora=False, load=lambda: fresh)
+    assert ref is fresh and not ref.training and not any(p.requires_grad for p in ref.parameters())
+    assert make_reference(policy, beta=0.0, use_lora=False, load=lambda: fresh) is None
