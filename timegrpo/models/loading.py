@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
+
 def vision_tower(model: nn.Module) -> nn.Module:
     """The vision transformer (``model.visual`` of the Qwen families), also under a peft wrapper."""
     base = unwrap(model)
@@ -195,8 +196,8 @@ def merged_lora_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]
     """The ``from_pretrained`` state dict of a peft LoRA ``model`` from its full ``state_dict`` (peft keys).
 
     Each adapted weight becomes ``W + delta`` (peft's own ``get_delta_weight``: ``B A`` times the scaling),
-    computed one layer at a time; a ``modules_to_save`` module (the merger) is its trained copy; peft's key
-    prefixes go. ``gather(params)`` makes one layer's adapter whole (DeepSpeed ZeRO-3 shards it): every
+    computed one layer at a time on the adapter's device and merged on the CPU, so the device never holds more
+    than one layer's delta; a ``modules_to_save`` module (the merger) is its trained copy; peft's key prefixes go. ``gather(params)`` makes one layer's adapter whole (DeepSpeed ZeRO-3 shards it): every
     process calls this function, and a process without the state dict (None) only takes part in the gathers.
     """
     from peft.tuners.lora import LoraLayer
@@ -209,9 +210,9 @@ def merged_lora_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor]
         with gather([*module.lora_A[adapter].parameters(), *module.lora_B[adapter].parameters()]):
             if out is not None:
                 key = f"{name}.base_layer.weight"
-                weight = out[key]
-                delta = module.get_delta_weight(adapter).detach().to(weight.device, torch.float32)
-                out[key] = (weight.float() + delta).to(weight.dtype)
+                weight = out[key].detach()
+                delta = module.get_delta_weight(adapter).detach().to("cpu", torch.float32)
+                out[key] = (weight.to("cpu", torch.float32) + delta).to(weight.dtype)
     if out is None:
         return None
     saved = f".modules_to_save.{adapter}."

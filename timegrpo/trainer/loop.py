@@ -265,9 +265,9 @@ class TrainLoop:
 
     def save_pretrained(self, path: str | Path) -> Path:
         """A ``from_pretrained``-loadable model (a LoRA policy merged) and the processor in ``path``; every
-        process must call it (gathering the weights is a collective under ZeRO-3). Nothing is copied on the
-        device: DeepSpeed gathers ZeRO-3 weights to the CPU of the main process, and LoRA deltas are added one
-        layer at a time."""
+        process must call it (gathering the weights is a collective under ZeRO-3). No second copy of the model
+        is made on the device: DeepSpeed gathers ZeRO-3 weights to the CPU of the main process, and a LoRA
+        adapter is merged on the CPU one layer at a time."""
         path = Path(path)
         state_dict = self.accelerator.get_state_dict(self.model)
         model = self.accelerator.unwrap_model(self.model)
