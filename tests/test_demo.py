@@ -11,7 +11,8 @@ from timegrpo.cli import main
 from timegrpo.data.synthetic import load_split
 from timegrpo.demo import constant_floor
 from timegrpo.metrics import grounding_metrics
-from timegrpo.spans import parse_answer, temporal_iou
+from timegrpo.parsing import parse_answer
+from timegrpo.spans import temporal_iou
 
 KEYS = {"mIoU", "R1@0.3", "R1@0.5", "R1@0.7", "format_rate"}
 #: Time-R1's format: the whole stripped completion is a think block then an answer block.

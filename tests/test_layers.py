@@ -110,6 +110,4 @@ def test_layers_name_real_modules():
     names = {module_name(p) for p in SOURCES}
     for _, prefixes in LAYERS:
         for prefix in prefixes:
-            if prefix == "timegrpo.curriculum":  # the curricula stage is planned (issue 12); it sits with the apps
-                continue
             assert any(n == prefix or n.startswith(prefix + ".") for n in names), prefix

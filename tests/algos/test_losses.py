@@ -239,7 +239,7 @@ def test_errors_are_clear():
         run(LossSettings(), one, one, torch.ones(3))
     with pytest.raises(ValueError, match=r"must both be \(N, T\)"):
         run(LossSettings(), one, torch.ones(1, 3), torch.ones(1))
-    assert OBJECTIVES.names() == ["clipped", "opd"] and len(AGGREGATIONS) == 4
+    assert OBJECTIVES.names() == ["cispo", "clipped", "gspo", "opd", "sapo"] and len(AGGREGATIONS) == 4
 
 
 def test_half_precision_logps_are_computed_on_in_float32():

@@ -155,7 +155,7 @@ def test_coercion_table():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"loss_type": "sapo"}, "train.loss_type: 'sapo' is not one of bnpo, dapo, dr_grpo, grpo"),
+        ({"loss_type": "vespo"}, "train.loss_type: 'vespo' is not one of bnpo, dapo, dr_grpo, grpo"),
         ({"kl_estimator": "k9"}, "train.kl_estimator: 'k9' is not one of k1, k2, k3"),
         ({"scale_rewards": "std"}, "TRL's true = group, false = none"),
         ({"advantage_estimator": "dr_grpo"}, "set scale_rewards: none"),
@@ -180,7 +180,7 @@ def test_cross_section_validation_and_loss_settings():
         load_recipe(None, ["--num_generations", "1"])
     with pytest.raises(ConfigError, match="train.teacher_model_name_or_path: is required with method: opd"):
         load_recipe(None, ["--method", "opd", "--num_generations", "1"])
-    with pytest.raises(ConfigError, match="method: 'ppo' is not one of grpo, opd"):
+    with pytest.raises(ConfigError, match="method: 'ppo' is not one of grpo, gspo, cispo, sapo, opd"):
         load_recipe(None, ["--method", "ppo"])
     opd = load_recipe(None, ["--method", "opd", "--num_generations", "1", "--teacher_model_name_or_path", "/t",
                              "--opd_reward_clamp", "5"])

@@ -1,5 +1,6 @@
-"""RL math as registered pure tensor functions (STYLE rule 1): advantages, KL estimators, policy objectives and
-loss aggregation. The trainer looks each up by its config name; see each module's docstring for the maths."""
+"""RL math as registered pure tensor functions (STYLE rule 1): advantages, KL estimators, importance-sampling
+levels, policy objectives and loss aggregation. The trainer looks each up by its config name; see each module's
+docstring for the maths."""
 
 from timegrpo.algos.advantages import (
     ADVANTAGES,
@@ -10,6 +11,7 @@ from timegrpo.algos.advantages import (
     zero_variance_share,
 )
 from timegrpo.algos.aggregate import AGGREGATIONS, dapo_tokens_per_micro_batch
+from timegrpo.algos.importance import IMPORTANCE_LEVELS
 from timegrpo.algos.kl import KL_ESTIMATORS
 from timegrpo.algos.losses import (
     OBJECTIVES,
@@ -22,6 +24,7 @@ from timegrpo.algos.losses import (
 __all__ = [
     "ADVANTAGES",
     "AGGREGATIONS",
+    "IMPORTANCE_LEVELS",
     "KL_ESTIMATORS",
     "OBJECTIVES",
     "SCALE_REWARDS",

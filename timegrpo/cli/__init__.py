@@ -24,6 +24,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.cli.data",
     "timegrpo.cli.score",
     "timegrpo.cli.eval",
+    "timegrpo.cli.curriculum",
     "timegrpo.cli.train",
     "timegrpo.cli.push",
     "timegrpo.cli.detr",

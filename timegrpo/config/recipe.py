@@ -6,7 +6,7 @@ naming the field (``train.beta: must be >= 0, got -1``). Names follow TRL's ``GR
 (notably ``per_device_train_batch_size`` counts **prompts**, not completions).
 
 One recipe serves both commands: ``timegrpo train`` reads ``model``, ``data`` and ``train`` (:class:`RLConfig`;
-``method`` picks the objective: ``grpo`` or ``opd``); ``timegrpo sft`` reads ``model``, ``data`` and ``sft``.
+``method`` picks the objective: ``grpo``, ``gspo``, ``cispo``, ``sapo`` or ``opd``); ``timegrpo sft`` reads ``model``, ``data`` and ``sft``.
 Loading, overrides and serialisation are the shared mechanism of :mod:`timegrpo.config.core`.
 
 >>> cfg = RecipeConfig()
@@ -50,7 +50,11 @@ ON_BAD = ("error", "skip", "clip")
 REPORT_TO = ("wandb", "none")
 VLLM_MODES = ("colocate", "server")
 #: ``method`` -> the per-token objective registered in :data:`timegrpo.algos.losses.OBJECTIVES`.
-METHOD_OBJECTIVES = {"grpo": "clipped", "opd": "opd"}
+METHOD_OBJECTIVES = {"grpo": "clipped", "gspo": "gspo", "cispo": "cispo", "sapo": "sapo", "opd": "opd"}
+#: Methods defined at one importance-sampling level only (``train.importance_sampling_level`` must be it or null).
+METHOD_FIXED_LEVEL = {"gspo": "sequence", "opd": "token"}
+#: TRL ``loss_type`` values that name an objective, not an aggregation: -> (our method, the loss_type TRL pairs it with).
+TRL_OBJECTIVE_LOSS_TYPES = {"cispo": ("cispo", "dapo"), "sapo": ("sapo", "grpo")}
 
 #: Linear layers of the Qwen language model that LoRA adapts by default (models.loading uses the same list).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -262,7 +266,19 @@ class RLConfig(OptimConfig):
     )
     kl_estimator: str = opt("k3", "Per-token KL estimator: k1 (lp - lr), k2 ((lp - lr)^2 / 2), k3 (Time-R1, TRL).")
     epsilon: float = opt(0.2, "Lower clip: rho is clipped at 1 - epsilon (and at 1 + epsilon unless epsilon_high).")
-    epsilon_high: float | None = opt(None, "Upper clip: rho clipped at 1 + epsilon_high (DAPO: 0.28); None = epsilon.")
+    epsilon_high: float | None = opt(
+        None, "Upper clip: rho clipped at 1 + epsilon_high (DAPO: 0.28); method cispo caps its weight at "
+        "1 + epsilon_high (TRL's cispo epsilon_high is this + 1: TRL's 5.0 is 4.0 here); None = epsilon.")
+    importance_sampling_level: str | None = opt(
+        None, "Importance ratio: token (one rho per token, GRPO) or sequence (one length-normalised ratio per "
+        "completion broadcast to its tokens: GSPO, TRL's importance_sampling_level); null = the method's own "
+        "(sequence for gspo, token otherwise). gspo is sequence only, opd token only.")
+    use_bias_correction_kl: bool = opt(
+        False, "Multiply the per-token KL by the importance ratio rho (TRL's use_bias_correction_kl, on by default "
+        "in TRL 1.16). Off = plain k3, as the SPEC and Time-R1. Changes the KL gradient even when rho = 1.")
+    sapo_temperature_pos: float = opt(1.0, "Method sapo: gate temperature for tokens with advantage > 0 (SAPO, TRL: 1.0).")
+    sapo_temperature_neg: float = opt(
+        1.05, "Method sapo: gate temperature for tokens with advantage <= 0 (SAPO, TRL: 1.05).")
     loss_type: str = opt(
         "dapo",
         "Loss aggregation (TRL names): grpo (sequence-mean of token-means), bnpo (token-mean of the micro-batch, "
@@ -287,6 +303,13 @@ class RLConfig(OptimConfig):
     mask_truncated_completions: bool = opt(
         False, "Leave completions cut at max_completion_length out of the loss (DAPO)."
     )
+    dynamic_sampling: bool = opt(
+        False, "DAPO's dynamic sampling: drop groups whose rewards all equal (no gradient) and keep drawing "
+        "prompts (whole steps' worth, further along the data order) until the step has per_device_train_batch_size "
+        "x gradient_accumulation_steps such groups per process; discarded rollouts are counted and logged.")
+    max_resample: int = opt(
+        10, "Dynamic sampling: at most this many extra draws per step; then the step trains with the groups it has, "
+        "topped up with zero-variance ones, and logs the shortfall.")
     reward_funcs: list[str] = opt_factory(
         lambda: ["tiou", "format"], "Reward functions by registered name or 'package.module:function', summed."
     )
@@ -308,17 +331,22 @@ class RLConfig(OptimConfig):
     def __post_init__(self) -> None:
         self._check_optim()
         s = self.SECTION
-        for name in ("num_generations", "num_iterations", "max_completion_length"):
+        for name in ("num_generations", "num_iterations", "max_completion_length", "max_resample"):
             value = getattr(self, name)
             check(value >= 1, f"{s}.{name}", f"must be >= 1, got {value}")
         check(self.beta >= 0, f"{s}.beta", f"must be >= 0, got {self.beta}")
         check(0 < self.epsilon < 1, f"{s}.epsilon", f"must be in (0, 1), got {self.epsilon}")
         eps_high = self.epsilon_high
         check(eps_high is None or eps_high > 0, f"{s}.epsilon_high", f"must be > 0 or null, got {eps_high}")
+        for name in ("sapo_temperature_pos", "sapo_temperature_neg"):
+            value = getattr(self, name)
+            check(value > 0, f"{s}.{name}", f"must be > 0, got {value}")
         check(self.scale_rewards in ("group", "batch", "none"), f"{s}.scale_rewards",
                f"{self.scale_rewards!r} is not one of group, batch, none (TRL's true = group, false = none)")
         check(self.advantage_std_eps >= 0, f"{s}.advantage_std_eps", f"must be >= 0, got {self.advantage_std_eps}")
         check(self.temperature > 0, f"{s}.temperature", f"must be > 0, got {self.temperature}")
+        check(not self.dynamic_sampling or self.num_generations >= 2, f"{s}.dynamic_sampling",
+              f"needs groups to compare: num_generations >= 2, got {self.num_generations}")
         check(0 < self.top_p <= 1, f"{s}.top_p", f"must be in (0, 1], got {self.top_p}")
         check(self.top_k >= 0, f"{s}.top_k", f"must be >= 0, got {self.top_k}")
         check(bool(self.reward_funcs), f"{s}.reward_funcs", "needs at least one reward function")
@@ -336,9 +364,16 @@ class RLConfig(OptimConfig):
 
     def _check_registered(self) -> None:
         s = self.SECTION
+        if self.loss_type in TRL_OBJECTIVE_LOSS_TYPES:
+            method, aggregation = TRL_OBJECTIVE_LOSS_TYPES[self.loss_type]
+            check(False, f"{s}.loss_type", f"TRL's loss_type {self.loss_type!r} is an objective here: set method: "
+                  f"{method} and loss_type: {aggregation} (the aggregation TRL uses with it)")
         _registered(f"{s}.loss_type", self.loss_type, "timegrpo.algos.aggregate", "AGGREGATIONS")
         _registered(f"{s}.kl_estimator", self.kl_estimator, "timegrpo.algos.kl", "KL_ESTIMATORS")
         _registered(f"{s}.advantage_estimator", self.advantage_estimator, "timegrpo.algos.advantages", "ADVANTAGES")
+        if self.importance_sampling_level is not None:
+            _registered(f"{s}.importance_sampling_level", self.importance_sampling_level,
+                        "timegrpo.algos.importance", "IMPORTANCE_LEVELS")
         if self.advantage_estimator == "dr_grpo":
             check(self.scale_rewards == "none", f"{s}.scale_rewards",
                    f"advantage_estimator dr_grpo divides by no std; set scale_rewards: none (got {self.scale_rewards!r})")
@@ -364,7 +399,8 @@ class RecipeConfig:
     """A whole recipe: ``method`` plus the ``model``, ``data``, ``train`` (RL) and ``sft`` sections."""
 
     method: str = opt(
-        "grpo", "Training objective of `timegrpo train`: grpo (GRPO / Dr.GRPO / DAPO) or opd (Video-OPD)."
+        "grpo", "Training objective of `timegrpo train`: grpo (PPO-clip: GRPO / Dr.GRPO / DAPO), gspo (sequence-level "
+        "ratio), cispo (capped stop-gradient IS weight, MiniMax-M1), sapo (soft gate) or opd (Video-OPD).",
     )
     model: ModelConfig = section(ModelConfig, "The policy: checkpoint, dtype, what trains.")
     data: DataConfig = section(DataConfig, "Annotations, video sampling and prompt.")
@@ -373,6 +409,9 @@ class RecipeConfig:
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, tuple(METHOD_OBJECTIVES))
+        level, fixed = self.train.importance_sampling_level, METHOD_FIXED_LEVEL.get(self.method)
+        check(fixed is None or level in (None, fixed), "train.importance_sampling_level",
+              f"method {self.method!r} is defined at level {fixed!r} only, got {level!r} (set it to null or {fixed})")
         if self.method == "opd":
             check(bool(self.train.teacher_model_name_or_path), "train.teacher_model_name_or_path",
                    "is required with method: opd (the teacher that scores the student's tokens)")

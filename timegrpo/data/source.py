@@ -35,3 +35,36 @@ def video_source(sampling: Any = None, *, cache_dir: str | None = None) -> Video
         return vf.frames, meta
 
     return load
+
+
+#: ``(sample, frames (T, C, H, W), metadata, step, total_steps) -> frames``: a per-sample change of the frames
+#: that may depend on the training step (curriculum masking); it keeps T, the timestamps and the metadata.
+FrameTransform = Callable[[Sample, torch.Tensor, Any, int, int], torch.Tensor]
+
+
+def frame_times(meta: Any) -> list[float]:
+    """Each frame's timestamp in seconds from the clip start, from the metadata :func:`video_source` builds
+    (``frames_indices`` are ``t * fps``).
+
+    >>> from types import SimpleNamespace
+    >>> frame_times(SimpleNamespace(frames_indices=[0, 12.5, 25], fps=25.0))
+    [0.0, 0.5, 1.0]
+    """
+    return [float(i) / float(meta.fps) for i in meta.frames_indices]
+
+
+def at_step(videos: VideoSource, transform: FrameTransform, step: int, total_steps: int) -> VideoSource:
+    """``videos`` with ``transform`` applied at optimiser step ``step`` of ``total_steps``.
+
+    The step is bound here, not read from the trainer when the frames are loaded, so frames prepared ahead
+    (a prefetching thread working on the next step) get the step they are for.
+    """
+    def load(sample: Sample) -> tuple[torch.Tensor, Any]:
+        frames, meta = videos(sample)
+        out = transform(sample, frames, meta, step, total_steps)
+        if out.shape != frames.shape:
+            raise ValueError(f"a frame transform changed the frames of qid {sample.qid} from {tuple(frames.shape)} "
+                             f"to {tuple(out.shape)}; it must keep their number and size")
+        return out, meta
+
+    return load

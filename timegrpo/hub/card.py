@@ -47,6 +47,9 @@ class MethodNames:
 #: The card's names of each recipe ``method``; a method not listed is named by its key everywhere.
 METHOD_NAMES: dict[str, MethodNames] = {
     "grpo": MethodNames(tag="grpo", short="GRPO", long="GRPO"),
+    "gspo": MethodNames(tag="gspo", short="GSPO", long="GSPO (sequence-level importance ratio)"),
+    "cispo": MethodNames(tag="cispo", short="CISPO", long="CISPO (clipped IS-weight policy optimisation)"),
+    "sapo": MethodNames(tag="sapo", short="SAPO", long="SAPO (soft adaptive policy optimisation)"),
     "opd": MethodNames(tag="video-opd", short="Video-OPD", long="Video-OPD (on-policy distillation)"),
 }
 

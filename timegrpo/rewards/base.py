@@ -11,7 +11,8 @@ so every reward takes ``**columns`` and ignores what it does not use.
 A name resolves, in order, to: a reward registered here (the built-ins, or :func:`register_reward`), an entry
 point of the ``timegrpo.rewards`` group (``name = package.module:function`` in a package's metadata), or a
 ``package.module:function`` path. :func:`get_reward` wraps the function so that an exception names the reward
-and the first sample it fails on, and a result of the wrong length or type is an error. Like TRL, it passes ``completions`` by keyword, so a
+and the first sample it fails on, and a result of the wrong length or type, or a NaN or infinite value, is an error
+naming the reward and the sample (its ``qid`` when the columns carry one). Like TRL, it passes ``completions`` by keyword, so a
 reward declared ``f(prompts, completions, **kwargs)`` works too.
 
 Rewards report what they parsed through TRL's ``log_extra`` keyword: ``log_extra(column, values)`` with one
@@ -26,6 +27,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -180,7 +182,12 @@ def _failing_sample(fn: RewardFunc, completions: Sequence[Any], columns: dict[st
     return None
 
 
-def _check_output(name: str, out: Any, n: int) -> list[float | None]:
+def _where(i: int, qids: Any) -> str:
+    """``sample i (qid '...')``, or ``sample i`` when there is no per-completion ``qid`` column."""
+    return f"sample {i} (qid {qids[i]!r})" if isinstance(qids, (list, tuple)) and i < len(qids) else f"sample {i}"
+
+
+def _check_output(name: str, out: Any, n: int, qids: Any = None) -> list[float | None]:
     if not isinstance(out, (list, tuple)) and not hasattr(out, "tolist"):
         raise RewardError(f"reward {name!r} returned {type(out).__name__}; it must return a list of floats or None")
     values = out.tolist() if hasattr(out, "tolist") else list(out)
@@ -188,7 +195,11 @@ def _check_output(name: str, out: Any, n: int) -> list[float | None]:
         raise RewardError(f"reward {name!r} returned {len(values)} values for {n} completions")
     for i, v in enumerate(values):
         if v is not None and not isinstance(v, (int, float)):
-            raise RewardError(f"reward {name!r} returned {v!r} ({type(v).__name__}) for sample {i}; want float or None")
+            raise RewardError(f"reward {name!r} returned {v!r} ({type(v).__name__}) for {_where(i, qids)}; "
+                              "want float or None")
+        if v is not None and not math.isfinite(v):
+            raise RewardError(f"reward {name!r} returned {v} for {_where(i, qids)}; a reward must be finite "
+                              "(return None where it does not apply)")
     return [None if v is None else float(v) for v in values]
 
 
@@ -222,7 +233,7 @@ def checked(name: str, fn: RewardFunc, options: dict[str, Any] | None = None) ->
             text = completion_text(completions[idx])[:200] if idx is not None else ""
             detail = f" (completion: {text!r})" if idx is not None else ""
             raise RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc} {where}{detail}") from exc
-        return _check_output(name, out, len(completions))
+        return _check_output(name, out, len(completions), columns.get("qid"))
 
     reward.__name__ = name
     reward.__qualname__ = name

@@ -1,8 +1,13 @@
 """Several weighted rewards evaluated together, each component kept for logging.
 
 :class:`RewardSet` resolves its rewards once (names, entry points, paths: :func:`get_reward`) and then, per
-batch, returns every component and the weighted total. The total follows TRL's ``GRPOTrainer``: a None
-(not applicable) is skipped, i.e. the sum is over the components that apply, and 0.0 when none does.
+batch, returns every component and the weighted total. The total follows TRL 1.16's ``GRPOTrainer``: a None
+(not applicable) is skipped, i.e. the sum is over the components that apply; a completion to which **no**
+component applies is unscorable and its total is NaN (TRL: "nansum would collapse it to 0, which both biases the
+per-group baseline and hands the completion a spurious advantage"). The advantage estimators
+(:mod:`timegrpo.algos.advantages`) leave a NaN out of its group's mean and std and give it advantage 0. A reward
+that returns NaN or an infinite value is an error naming the reward and the sample's ``qid``
+(:func:`timegrpo.rewards.base.checked`): None is the protocol's "does not apply", never NaN.
 
 Each reward that accepts TRL's ``log_extra`` keyword gets one and may report per-completion columns of what it
 parsed (``iou``/``tiou``: ``pred_start``, ``pred_end``, ``iou``); they land in ``RewardBreakdown.extra``. When
@@ -40,21 +45,24 @@ class RewardSpec:
 
 @dataclass
 class RewardBreakdown:
-    """Per-completion rewards: ``total[i]`` and each component ``per_func[label][i]`` (None = not applicable);
-    ``extra[column][i]``: what the rewards reported through ``log_extra`` (first reporter of a column wins)."""
+    """Per-completion rewards: ``total[i]`` (NaN when no component applies) and each component
+    ``per_func[label][i]`` (None = not applicable); ``extra[column][i]``: what the rewards reported through
+    ``log_extra`` (first reporter of a column wins)."""
 
     total: list[float]
     per_func: dict[str, list[float | None]]
     extra: dict[str, list[Any]] = field(default_factory=dict)
 
     def means(self) -> dict[str, float]:
-        """Mean of each component over the completions it applies to (NaN when none), plus ``total``."""
-        out = {}
-        for key, vals in self.per_func.items():
-            got = [v for v in vals if v is not None]
-            out[key] = sum(got) / len(got) if got else float("nan")
-        out["total"] = sum(self.total) / len(self.total) if self.total else float("nan")
+        """Mean of each component over the completions it applies to, and of ``total`` over the scorable
+        completions (NaN when there are none), as TRL logs ``rewards/<name>/mean`` and ``reward``."""
+        out = {key: _mean([v for v in vals if v is not None]) for key, vals in self.per_func.items()}
+        out["total"] = _mean([t for t in self.total if not math.isnan(t)])
         return out
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 class ExtraColumns:
@@ -97,6 +105,8 @@ class RewardSet:
     ({'iou': [0.5, 1.0], 'format': [1.0, 0.0]}, [1.0, 1.0])
     >>> b.extra
     {'pred_start': [0.0, 5.0], 'pred_end': [10.0, 10.0], 'iou': [0.5, 1.0]}
+    >>> RewardSet(["iou"])(["<answer>0 to 10</answer>"], windows=[[]]).total  # no window: iou is None -> NaN
+    [nan]
     """
 
     def __init__(self, specs: Sequence[RewardSpec | str | Mapping[str, Any] | tuple[str, float]]) -> None:
@@ -129,8 +139,9 @@ class RewardSet:
                 extra.setdefault(column, values)  # the first reward to report a column wins
         total = []
         for i in range(len(completions)):
-            total.append(sum(w * v[i] for w, v in zip(self.weights, per_func.values()) if v[i] is not None))
-        return RewardBreakdown(total=[float(t) for t in total], per_func=per_func, extra=extra)
+            applied = [w * v[i] for w, v in zip(self.weights, per_func.values()) if v[i] is not None]
+            total.append(float(sum(applied)) if applied else float("nan"))
+        return RewardBreakdown(total=total, per_func=per_func, extra=extra)
 
 
 def compute_rewards(

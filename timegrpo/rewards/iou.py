@@ -17,7 +17,7 @@ Where we depart from Time-R1 (``iou_timestamp_reward`` / ``iou_timestamp_reward_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from timegrpo.parsing import parse_answer, parse_glue
@@ -72,6 +72,29 @@ def report_spans(log_extra: LogExtra | None, preds: Sequence[Span | None], windo
     log_extra("iou", [temporal_iou(p, gts) if gts else None for p, gts in zip(preds, windows, strict=True)])
 
 
+def _span_reward(name: str, completions: Sequence[Any], columns: dict[str, Any],
+                 score: Callable[[Span | None, Any, float | None], float], *, duration_required: bool, strict: bool,
+                 allow_bare: bool, log_extra: LogExtra | None) -> list[float | None]:
+    """Parse each completion's span and ``score(pred, windows, duration)`` it; None where a sample has no
+    ground-truth window. The tolerant parser clamps to the duration; the strict one never does."""
+    n = len(completions)
+    windows = column(columns, "windows", n, name)
+    durations = column(columns, "duration", n, name, required=duration_required)
+    out: list[float | None] = []
+    preds: list[Span | None] = []
+    for i, (c, gts, dur) in enumerate(zip(completions, windows, durations)):
+        if not gts:
+            preds.append(None)
+            out.append(None)
+            continue
+        d = None if strict and not duration_required else _duration(dur, i, name, required=duration_required)
+        pred = parse_answer(completion_text(c), None if strict else d, strict=strict, allow_bare=allow_bare)
+        preds.append(pred)
+        out.append(score(pred, gts, d))
+    report_spans(log_extra, preds, windows)
+    return out
+
+
 @register_reward("iou")
 def iou_reward(
     completions: Sequence[Any], *, strict: bool = False, allow_bare: bool = False,
@@ -85,22 +108,8 @@ def iou_reward(
     >>> iou_reward(["<answer>2 to 6</answer>", "<answer>2 and 6</answer>"], windows=[[[4, 8]], [[4, 8]]])
     [0.3333333333333333, 0.3333333333333333]
     """
-    n = len(completions)
-    windows = column(columns, "windows", n, "iou")
-    durations = column(columns, "duration", n, "iou", required=False)
-    out: list[float | None] = []
-    preds: list[Span | None] = []
-    for i, (c, gts, dur) in enumerate(zip(completions, windows, durations)):
-        if not gts:
-            preds.append(None)
-            out.append(None)
-            continue
-        d = None if strict else _duration(dur, i, "iou", required=False)
-        pred = parse_answer(completion_text(c), d, strict=strict, allow_bare=allow_bare)
-        preds.append(pred)
-        out.append(temporal_iou(pred, gts))
-    report_spans(log_extra, preds, windows)
-    return out
+    return _span_reward("iou", completions, columns, lambda pred, gts, d: temporal_iou(pred, gts),
+                        duration_required=False, strict=strict, allow_bare=allow_bare, log_extra=log_extra)
 
 
 @register_reward("tiou")
@@ -116,23 +125,8 @@ def tiou_reward(
     >>> tiou_reward(["<answer>10 to 20</answer>"], windows=[[[10, 30]]], duration=[100.0])
     [0.45]
     """
-    n = len(completions)
-    windows = column(columns, "windows", n, "tiou")
-    durations = column(columns, "duration", n, "tiou")
-    out: list[float | None] = []
-    preds: list[Span | None] = []
-    for i, (c, gts, dur) in enumerate(zip(completions, windows, durations)):
-        if not gts:
-            preds.append(None)
-            out.append(None)
-            continue
-        d = _duration(dur, i, "tiou", required=True)
-        assert d is not None
-        pred = parse_answer(completion_text(c), None if strict else d, strict=strict, allow_bare=allow_bare)
-        preds.append(pred)
-        out.append(tiou_score(pred, gts, d))
-    report_spans(log_extra, preds, windows)
-    return out
+    return _span_reward("tiou", completions, columns, tiou_score, duration_required=True, strict=strict,
+                        allow_bare=allow_bare, log_extra=log_extra)
 
 
 # --- glue IoU -------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ prompts on each of ``W`` processes):
 1. for each micro-batch (:meth:`GRPOTrainer.rollout`): the vision tower runs once per prompt,
    ``G = num_generations`` completions are sampled, every reward function scores them (each component logged,
    and the IoU the rewards report), and (when needed) old, reference and teacher log-probs are computed with
-   the cached vision output: a :class:`ScoredRollout`;
+   the cached vision output: a :class:`ScoredRollout`. With ``train.dynamic_sampling`` this is :class:`timegrpo.trainer.dynamic.DynamicSampler`'s: whole steps'
+   worth of prompts are drawn until every group trained on has reward variance (DAPO);
 2. advantages are computed over the whole step, within each prompt's group, and each rollout becomes a
    complete :class:`MicroBatch`;
 3. ``num_iterations`` times: for each micro-batch, the train forward (gradients through the merger when it
@@ -45,6 +46,7 @@ from timegrpo.prompts import prompt_inputs
 from timegrpo.rewards import RewardSet
 from timegrpo.rewards.columns import reward_columns
 from timegrpo.rollout import RolloutBatch, SamplingParams, completion_logps, generate
+from timegrpo.trainer.dynamic import DynamicSampler
 from timegrpo.trainer.loop import TrainLoop, mean_dicts, train_mode
 
 
@@ -128,6 +130,7 @@ class GRPOTrainer(TrainLoop):
         self.teacher = self.prepare_frozen(teacher, "teacher")
         self.vision_counter = VisionCallCounter(self.model)
         self._last_completions: list[dict[str, Any]] = []
+        self.sampler = DynamicSampler(self, rollout_seed) if t.dynamic_sampling else None
 
     # ------------------------------------------------------------------------------------------ rollouts
     def score(self, completions: list[str], samples: Sequence[Sample]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -146,23 +149,37 @@ class GRPOTrainer(TrainLoop):
 
     def rollout(self, samples: Sequence[Sample], seed: int) -> ScoredRollout:
         """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients)."""
-        t = self.args
-        device = self.accelerator.device
+        inputs = self.prompt_inputs(samples)
+        batch, rewards, metrics = self.draw(inputs, samples, seed)
+        return self.scored(batch, rewards, metrics, inputs, samples)
+
+    def prompt_inputs(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """The processor's inputs for ``samples`` (frames, chat prompt), on the device."""
         inputs = prompt_inputs(self.processor, samples, self.videos, self.cfg.data.prompt_template)
-        inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+        return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
+
+    def draw(self, inputs: dict[str, Any], samples: Sequence[Sample], seed: int
+             ) -> tuple[RolloutBatch, torch.Tensor, dict[str, float]]:
+        """``G`` completions per prompt, seeded by ``seed``, with their total rewards ``(N,)`` and metrics."""
         batch = self._sample(inputs, seed)
         rewards, metrics = self.score(batch.completions, samples)
+        metrics.update(_rollout_metrics(batch, rewards))
+        return batch, rewards, metrics
+
+    def scored(self, batch: RolloutBatch, rewards: torch.Tensor, metrics: dict[str, float],
+               inputs: dict[str, Any], samples: Sequence[Sample]) -> ScoredRollout:
+        """A scored rollout of ``batch``: its loss mask and the old/reference/teacher log-probs (no gradients)."""
+        t = self.args
         mask = batch.completion_mask.clone()
         if t.mask_truncated_completions:
             mask[batch.truncated.to(mask.device)] = 0
         old, ref, teacher = self._frozen_logps(batch, inputs)
-        metrics.update(_rollout_metrics(batch, rewards))
         if t.log_completions:
             self._last_completions = [
                 {"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
                 for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))]
-        return ScoredRollout(batch=batch, rewards=rewards, mask=mask.to(device), old_logps=old, ref_logps=ref,
-                             teacher_logps=teacher, metrics=metrics)
+        return ScoredRollout(batch=batch, rewards=rewards, mask=mask.to(self.accelerator.device), old_logps=old,
+                             ref_logps=ref, teacher_logps=teacher, metrics=metrics)
 
     def _sample(self, inputs: dict[str, Any], seed: int) -> RolloutBatch:
         """``G`` completions per prompt from the policy in eval mode, seeded by ``seed``."""
@@ -214,9 +231,7 @@ class GRPOTrainer(TrainLoop):
         step = self.state["step"]
         t0 = time.perf_counter()
         videos0 = self.vision_counter.videos
-        step_positions = self.step_positions(step)
-        rollouts = [self.rollout([self.samples[i] for i in positions], rollout_seed(t.seed, step, positions[0]))
-                    for positions in step_positions]
+        rollouts, logs, prompts, sampling = self._step_rollouts(step)
         all_rewards = torch.cat([r.rewards for r in rollouts])
         advantages = self.advantages(all_rewards).split([r.rewards.numel() for r in rollouts])
         buffer = [MicroBatch(r, a.to(self.accelerator.device)) for r, a in zip(rollouts, advantages, strict=True)]
@@ -225,13 +240,24 @@ class GRPOTrainer(TrainLoop):
         t_rollout = time.perf_counter() - t0
         loss_logs = [self._backward(mb, tokens) for _ in range(t.num_iterations) for mb in buffer]
         self.state["step"] = step + 1
-        logs = [r.metrics for r in rollouts]
         metrics = self.reduce({**mean_dicts(logs + loss_logs), "frac_reward_zero_std": zero_std}, "mean")
         metrics.update(self.reduce({"vision_tower_calls": self.vision_counter.videos - videos0,
-                                    "prompts": sum(len(p) for p in step_positions)}, "sum"))
+                                    "prompts": prompts}, "sum"))
+        metrics.update(sampling)
         metrics.update(step=step + 1, learning_rate=self.scheduler.get_last_lr()[0],
                        step_time=time.perf_counter() - t0, rollout_time=t_rollout)
         return metrics
+
+    def _step_rollouts(self, step: int) -> tuple[list[ScoredRollout], list[dict[str, float]], int, dict[str, float]]:
+        """This process's scored micro-batches of ``step``, their rollout metrics, the prompts it drew, and the
+        dynamic-sampling metrics (:mod:`timegrpo.trainer.dynamic`; none without ``dynamic_sampling``)."""
+        if self.sampler is not None:
+            return self.sampler.step(step)
+        t = self.args
+        step_positions = self.step_positions(step)
+        rollouts = [self.rollout([self.samples[i] for i in positions], rollout_seed(t.seed, step, positions[0]))
+                    for positions in step_positions]
+        return rollouts, [r.metrics for r in rollouts], sum(len(p) for p in step_positions), {}
 
     def _backward(self, mb: MicroBatch, tokens: float) -> dict[str, float]:
         """Loss and backward of one micro-batch (and, on the last of an accumulation, clip + optimiser step)."""
@@ -256,7 +282,7 @@ class GRPOTrainer(TrainLoop):
 def _rollout_metrics(batch: RolloutBatch, rewards: torch.Tensor) -> dict[str, float]:
     lengths = batch.completion_mask.sum(1).float()
     return {
-        "reward": float(rewards.mean()),
+        "reward": float(torch.nanmean(rewards)),  # over the scorable completions, as TRL
         "reward_std": float(_nanstd(rewards)),
         "completions/mean_length": float(lengths.mean()),
         "completions/clipped_ratio": float(batch.truncated.float().mean()),

@@ -1,0 +1,66 @@
+"""``timegrpo curriculum score | select``: the curriculum stages, each writing an auditable file.
+
+``score``: the options of :class:`timegrpo.curriculum.config.CurriculumScoreConfig`, the run
+:func:`timegrpo.curriculum.score.run_score` (n answers per query through the training rollout, resumable).
+``select``: :class:`timegrpo.curriculum.config.SelectConfig`, :func:`timegrpo.curriculum.select.run_select`
+(a registered selector over a scored pool -> moment_detr jsonl with the scores in ``meta``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from timegrpo.config.core import add_command, from_args
+from timegrpo.curriculum.config import CurriculumScoreConfig, SelectConfig
+
+
+def _score(args: argparse.Namespace) -> int:
+    from timegrpo.curriculum.score import run_score
+
+    cfg = from_args(CurriculumScoreConfig, args)
+    if cfg is not None:
+        print(json.dumps(run_score(cfg)))
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from timegrpo.curriculum.select import run_select
+
+    cfg = from_args(SelectConfig, args)
+    if cfg is not None:
+        print(json.dumps(run_select(cfg)))
+    return 0
+
+
+def _guard(handler: Any) -> Any:
+    """``handler`` with input problems (a bad file, missing scores, an unreadable video) as one line, exit 2."""
+    def run(args: argparse.Namespace) -> int:
+        from timegrpo.curriculum.score import say
+        from timegrpo.data.anomalies import AnnotationError
+        from timegrpo.data.video import VideoError
+        from timegrpo.evaluate.config import EvalError
+
+        try:
+            return handler(args)
+        except (EvalError, AnnotationError, VideoError, FileNotFoundError, ValueError) as err:
+            say(f"error: {err}")
+            return 2
+
+    return run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("curriculum", help="curriculum stages: score a pool, select from it",
+                                   description="TimeRFT and VideoTG-R1 data stages; each writes a file.")
+    sub = parser.add_subparsers(dest="curriculum_command", metavar="STAGE", required=True)
+    add_command(sub, "score", CurriculumScoreConfig, _guard(_score),
+                help="n answers per query from a model -> scores jsonl (qid, ious), resumable",
+                description="Answer every query n times through the training rollout code (vision tower once per "
+                "video) and write one row per sample: qid, the n IoUs, and the completions with --completions.")
+    add_command(sub, "select", SelectConfig, _guard(_select),
+                help="a registered selector over a scored pool -> moment_detr annotation file",
+                description="Select k samples of a scored pool with a selector of timegrpo.curriculum.select "
+                "(timerft, timerft_refilter, dea_stratified) and write them as moment_detr jsonl, the score fields "
+                "in meta, with a summary in <out>.summary.json.")
