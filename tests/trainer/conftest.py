@@ -41,15 +41,15 @@ def _run(cmd, env):
 
 @pytest.fixture
 def two_layouts(synth_dir, tmp_path):
-    """``run(kind, *overrides)``: ``dist_run.py`` as 1 process x accumulation 2 and as torchrun
+    """``run(kind, *overrides, port=None)``: ``dist_run.py`` as 1 process x accumulation 2 and as torchrun
     --nproc_per_node 2 (Accelerate forms a real 2-rank gloo group on CPU) x accumulation 1. Checks that the
     ranks agree and that both layouts reach the same parameters; returns the results ``(one, rank0)``."""
 
-    def run(kind, *common):
+    def run(kind, *common, port=None):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         script = str(HERE / "dist_run.py")
         _run([sys.executable, script, kind, str(synth_dir), str(tmp_path / "one"), "2", *common], env)
-        _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port or _free_port()),
               script, kind, str(synth_dir), str(tmp_path / "two"), "1", *common], env)
         one = torch.load(tmp_path / "one" / "rank0.pt")
         r0, r1 = (torch.load(tmp_path / "two" / f"rank{r}.pt") for r in (0, 1))
