@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 
 from timegrpo.models.loading import make_reference, prepare_policy, reference_context, vision_tower
@@ -86,3 +89,62 @@ def test_load_policy_from_a_folder_with_gradient_checkpointing(tmp_path):
     model, processor = load_policy(str(path), dtype="float32", gradient_checkpointing=True)
     assert getattr(model, "is_activation_checkpointing", None) and model.config.model_type == "qwen3_vl"
     assert processor.tokenizer.eos_token == "<|im_end|>"
+
+
+def test_lora_reference_is_the_base_model_merger_included():
+    """With LoRA and train_merger, the merger trains as one of the adapter's modules_to_save: the policy's
+    merger moves, the adapter-disabled reference keeps the base merger."""
+    model, _ = build_tiny_vlm("qwen2_5_vl", seed=0)
+    base_merger = copy.deepcopy(vision_tower(model).merger)
+    policy = prepare_policy(model, use_lora=True, lora_kwargs={"r": 4, "alpha": 8, "dropout": 0.0})
+    merger = vision_tower(policy).merger
+    trained = [p for p in merger.parameters() if p.requires_grad]
+    assert trained
+    with torch.no_grad():
+        for p in trained:
+            p.add_(0.5)
+    x = torch.randn(8, base_merger.ln_q.weight.shape[0])
+    with torch.no_grad():
+        expected = base_merger(x)
+        assert not torch.allclose(merger(x), expected)  # the policy's merger moved
+        with reference_context(policy, None):
+            torch.testing.assert_close(merger(x), expected, rtol=0, atol=0)  # the reference's did not
+    frozen_originals = [p for n, p in policy.named_parameters() if ".merger.original_module." in n]
+    assert frozen_originals and not any(p.requires_grad for p in frozen_originals)
+
+
+def test_merged_lora_state_dict_is_peft_merge_with_the_plain_model_keys():
+    """What a LoRA checkpoint holds: peft's merge_and_unload of the adapter (and the trained merger), under the
+    keys of the plain transformers model, computed from the state dict without copying the model."""
+    from timegrpo.models.loading import merged_lora_state_dict
+
+    model, _ = build_tiny_vlm("qwen2_5_vl", seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain_keys = set(before)
+    policy = prepare_policy(model, use_lora=True, lora_kwargs={"r": 4, "alpha": 8, "dropout": 0.0})
+    with torch.no_grad():
+        for p in policy.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    merged = merged_lora_state_dict(policy, policy.state_dict())
+    assert set(merged) == plain_keys
+    assert merged_lora_state_dict(policy, None) is None  # a process without the weights only joins the gathers
+    reference = copy.deepcopy(policy).merge_and_unload().state_dict()
+    for key, value in reference.items():
+        torch.testing.assert_close(merged[key], value, rtol=0, atol=1e-7, msg=key)
+    touched = [k for k in plain_keys if not torch.equal(merged[k], before[k])]
+    assert any(".merger." in k for k in touched) and any("q_proj.weight" in k for k in touched)
+
+
+def test_a_sharded_policy_gets_a_freshly_loaded_reference():
+    """Under ZeRO-3 the policy's parameters are slices (DeepSpeed marks them with ``ds_id``): a copy of them is
+    no model, so the reference comes from ``load`` (a fresh load of the checkpoint), and without it the
+    trainer is told what to pass."""
+    policy = prepare_policy(build_tiny_vlm("qwen2_5_vl", seed=0)[0])
+    next(policy.parameters()).ds_id = 0  # what deepspeed.zero.Init leaves on a partitioned parameter
+    with pytest.raises(ValueError, match="pass load_reference"):
+        make_reference(policy, beta=0.04, use_lora=False)
+    fresh = build_tiny_vlm("qwen2_5_vl", seed=0)[0].train()
+    ref = make_reference(policy, beta=0.04, use_lora=False, load=lambda: fresh)
+    assert ref is fresh and not ref.training and not any(p.requires_grad for p in ref.parameters())
+    assert make_reference(policy, beta=0.0, use_lora=False, load=lambda: fresh) is None

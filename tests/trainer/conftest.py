@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,18 @@ def synth_dir(tmp_path_factory):
     return out
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def free_port():
+    """``free_port()``: a TCP port nothing listens on now (the OS picks it), for one launch."""
+    return _free_port
+
+
 def _run(cmd, env):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -28,15 +41,15 @@ def _run(cmd, env):
 
 @pytest.fixture
 def two_layouts(synth_dir, tmp_path):
-    """``run(kind, *overrides, port=...)``: ``dist_run.py`` as 1 process x accumulation 2 and as torchrun
+    """``run(kind, *overrides, port=None)``: ``dist_run.py`` as 1 process x accumulation 2 and as torchrun
     --nproc_per_node 2 (Accelerate forms a real 2-rank gloo group on CPU) x accumulation 1. Checks that the
     ranks agree and that both layouts reach the same parameters; returns the results ``(one, rank0)``."""
 
-    def run(kind, *common, port):
+    def run(kind, *common, port=None):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         script = str(HERE / "dist_run.py")
         _run([sys.executable, script, kind, str(synth_dir), str(tmp_path / "one"), "2", *common], env)
-        _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+        _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port or _free_port()),
               script, kind, str(synth_dir), str(tmp_path / "two"), "1", *common], env)
         one = torch.load(tmp_path / "one" / "rank0.pt")
         r0, r1 = (torch.load(tmp_path / "two" / f"rank{r}.pt") for r in (0, 1))

@@ -107,7 +107,7 @@ def test_two_processes_equal_one_process_with_twice_the_accumulation(two_layouts
     prepared scheduler once per process: the loop stretches the schedule to match)."""
     common = ["--sft.per_device_train_batch_size", "1", "--sft.max_steps", "3", "--sft.lr_scheduler_type", "linear",
               "--sft.warmup_ratio", "0.4", "--sft.learning_rate", "1e-3", "--sft.save_steps", "0"]
-    one, r0 = two_layouts("sft", *common, port=29519)  # same parameters on both ranks and in both layouts
+    one, r0 = two_layouts("sft", *common)  # same parameters on both ranks and in both layouts
     assert [a["learning_rate"] for a in one["history"]] == [b["learning_rate"] for b in r0["history"]] == [5e-4, 1e-3, 0]
     for a, b in zip(one["history"], r0["history"], strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)

@@ -99,10 +99,17 @@ def test_resume_reaches_the_same_parameters(synth_dir, tmp_path):
 
 
 def test_two_processes_equal_one_process_with_twice_the_accumulation(two_layouts):
-    """torchrun --nproc_per_node 2 (Accelerate forms a real 2-rank gloo group on CPU) == 1 process x accum 2."""
-    common = [*FAST, "--train.per_device_train_batch_size", "1", "--train.max_steps", "2", "--train.beta", "0.04",
-              "--train.loss_type", "grpo"]
-    one, r0 = two_layouts("grpo", *common, port=29517)  # same parameters on both ranks and in both layouts
+    """torchrun --nproc_per_node 2 (Accelerate forms a real 2-rank gloo group on CPU) == 1 process x accum 2,
+    with a linear warm-up and decay: the schedule advances once per optimiser step whatever the number of
+    processes (warm-up counts optimiser steps), so both layouts log the same learning rate at every step and
+    reach the same parameters (checked by the fixture, 1e-5)."""
+    common = [*FAST, "--train.per_device_train_batch_size", "1", "--train.max_steps", "4", "--train.beta", "0.04",
+              "--train.loss_type", "grpo", "--train.lr_scheduler_type", "linear", "--train.warmup_ratio", "0.5"]
+    one, r0 = two_layouts("grpo", *common)
+    # 2 warm-up steps of 4: the rate after step k is 3e-4 * [k/2 while warming up, then (4-k)/(4-2)]
+    expected = [3e-4 * x for x in (0.5, 1.0, 0.5, 0.0)]
+    assert [a["learning_rate"] for a in one["history"]] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert [b["learning_rate"] for b in r0["history"]] == pytest.approx(expected, rel=1e-9, abs=1e-12)
     for a, b in zip(one["history"], r0["history"], strict=True):
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)

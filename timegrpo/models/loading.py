@@ -3,14 +3,17 @@
 Time-R1 (SPEC section 1) trains the language model and the patch merger (the vision-to-LLM projector) and
 freezes the vision transformer; both choices are switches here. With LoRA (through peft, restricted to the
 language model's linear layers) the reference policy is the same model with its adapter disabled, so no
-second copy is held in memory. A separate frozen reference copy exists only when ``beta != 0`` and LoRA is off.
+second copy is held in memory; a training merger is then one of the adapter's ``modules_to_save`` (peft trains
+a copy and keeps the original), so the adapter-disabled reference is the base model, merger included. A
+separate frozen reference exists only when ``beta != 0`` and LoRA is off: a copy of the policy, or, when the
+policy's weights are sharded (DeepSpeed ZeRO-3), a fresh load of the checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -21,7 +24,6 @@ from timegrpo.config.recipe import DEFAULT_LORA_TARGETS
 logger = logging.getLogger(__name__)
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
 
 
 def vision_tower(model: nn.Module) -> nn.Module:
@@ -74,12 +76,19 @@ def set_trainable(model: nn.Module, *, freeze_vision_tower: bool = True, train_m
     return {"trainable": trainable, "frozen": total - trainable}
 
 
+def merger_names(model: nn.Module) -> list[str]:
+    """Qualified names of the patch merger(s) in ``model`` (as ``named_modules`` spells them)."""
+    mergers = {id(m) for m in merger_modules(model)}
+    return [name for name, module in model.named_modules() if id(module) in mergers]
+
+
 def apply_lora(model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float = 0.05,
-               target_modules: list[str] | None = None) -> nn.Module:
+               target_modules: list[str] | None = None, modules_to_save: list[str] | None = None) -> nn.Module:
     """Wrap ``model`` with a peft LoRA adapter on the language model's linear layers only.
 
     The vision tower's own linear layers share names (``qkv``/``proj``, ``gate_proj``...), so targets are
-    given as a regex anchored at the language model (``model.language_model.layers``).
+    given as a regex anchored at the language model (``model.language_model.layers``). ``modules_to_save``
+    (full names) train as copies that the adapter owns: disabling the adapter restores the originals.
     """
     from peft import LoraConfig, get_peft_model
 
@@ -89,6 +98,7 @@ def apply_lora(model: nn.Module, *, r: int = 16, alpha: int = 32, dropout: float
         lora_alpha=alpha,
         lora_dropout=dropout,
         target_modules=rf".*language_model.*\.({names})$",
+        modules_to_save=modules_to_save,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
@@ -138,26 +148,77 @@ def prepare_policy(model: nn.Module, *, freeze_vision_tower: bool = True, train_
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
     if use_lora:
-        model = apply_lora(model, **(lora_kwargs or {}))
-        if train_merger:
-            for m in merger_modules(model):
-                m.requires_grad_(True)
+        model = apply_lora(model, **(lora_kwargs or {}), modules_to_save=merger_names(model) if train_merger else None)
     return model
 
 
-def make_reference(model: nn.Module, *, beta: float, use_lora: bool) -> nn.Module | None:
+def is_sharded(model: nn.Module) -> bool:
+    """True when ``model``'s weights are partitioned by DeepSpeed ZeRO-3 (each process holds a slice)."""
+    return any(hasattr(p, "ds_id") for p in model.parameters())
+
+
+def make_reference(model: nn.Module, *, beta: float, use_lora: bool,
+                   load: Callable[[], nn.Module] | None = None) -> nn.Module | None:
     """A frozen reference policy, or None when it is not needed.
 
     None when ``beta == 0`` (no KL term) and when LoRA is on (the reference is the adapter-disabled policy,
-    see :func:`reference_context`). Otherwise a deep copy in eval mode with no gradients.
+    see :func:`reference_context`). Otherwise a deep copy in eval mode with no gradients; when the policy is
+    sharded (ZeRO-3) a copy would hold slices without DeepSpeed's hooks, so ``load()`` (a fresh load of the
+    policy's checkpoint, sharded as it loads) gives the reference instead.
     """
     if beta == 0 or use_lora:
         return None
-    import copy
+    if is_sharded(model):
+        if load is None:
+            raise ValueError("the policy's weights are sharded (DeepSpeed ZeRO-3): a copy cannot be the reference; "
+                             "pass load_reference (a fresh load of the policy's checkpoint) to the trainer")
+        ref = load()
+    else:
+        import copy
 
-    ref = copy.deepcopy(unwrap(model)).eval()
-    ref.requires_grad_(False)
+        ref = copy.deepcopy(unwrap(model))
+    ref.eval().requires_grad_(False)
     return ref
+
+
+def load_frozen(name_or_path: str, *, dtype: str = "bfloat16", attn_implementation: str | None = None,
+                trust_remote_code: bool = False) -> nn.Module:
+    """A model that never trains (a reference, an OPD teacher): loaded as :func:`load_policy` loads, in eval
+    mode with no gradients."""
+    model, _ = load_policy(name_or_path, dtype=dtype, attn_implementation=attn_implementation,
+                           trust_remote_code=trust_remote_code)
+    model.eval().requires_grad_(False)
+    return model
+
+
+def merged_lora_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor] | None,
+                           gather: Callable[[list[nn.Parameter]], AbstractContextManager[Any]] = lambda ps: nullcontext(),
+                           ) -> dict[str, torch.Tensor] | None:
+    """The ``from_pretrained`` state dict of a peft LoRA ``model`` from its full ``state_dict`` (peft keys).
+
+    Each adapted weight becomes ``W + delta`` (peft's own ``get_delta_weight``: ``B A`` times the scaling),
+    computed one layer at a time on the adapter's device and merged on the CPU, so the device never holds more
+    than one layer's delta; a ``modules_to_save`` module (the merger) is its trained copy; peft's key prefixes go. ``gather(params)`` makes one layer's adapter whole (DeepSpeed ZeRO-3 shards it): every
+    process calls this function, and a process without the state dict (None) only takes part in the gathers.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    adapter = model.active_adapter
+    out = dict(state_dict) if state_dict is not None else None
+    for name, module in model.named_modules():
+        if not (isinstance(module, LoraLayer) and adapter in module.lora_A):
+            continue
+        with gather([*module.lora_A[adapter].parameters(), *module.lora_B[adapter].parameters()]):
+            if out is not None:
+                key = f"{name}.base_layer.weight"
+                weight = out[key].detach()
+                delta = module.get_delta_weight(adapter).detach().to("cpu", torch.float32)
+                out[key] = (weight.to("cpu", torch.float32) + delta).to(weight.dtype)
+    if out is None:
+        return None
+    saved = f".modules_to_save.{adapter}."
+    return {key.removeprefix("base_model.model.").replace(".base_layer.", ".").replace(saved, "."): value
+            for key, value in out.items() if ".lora_" not in key and ".original_module." not in key}
 
 
 @contextmanager

@@ -82,21 +82,27 @@ def _init_trackers(trainer: TrainLoop, cfg: Any) -> None:
             init_kwargs={"wandb": {"name": section.run_name or Path(section.output_dir).name}})
 
 
+def load_frozen_model(cfg: Any, name_or_path: str) -> Any:
+    """A frozen model in the recipe's dtype and attention (a reference, a teacher); created after the
+    Accelerator, so that ZeRO-3 loads it sharded."""
+    from timegrpo.models.loading import load_frozen
+
+    m = cfg.model
+    return load_frozen(name_or_path, dtype=m.torch_dtype, attn_implementation=m.attn_implementation,
+                       trust_remote_code=m.trust_remote_code)
+
+
 def build_trainer(cfg: Any) -> GRPOTrainer:
     """A :class:`timegrpo.trainer.grpo.GRPOTrainer` for a recipe's ``train`` section (with its teacher for
-    Video-OPD)."""
+    Video-OPD). The reference (``beta != 0`` without LoRA) is a copy of the policy, or a fresh load of its
+    checkpoint when ZeRO-3 shards the policy."""
     t = cfg.train
     accelerator = section_accelerator(t)
     model, processor = load_model(cfg)
-    teacher = None
-    if t.teacher_model_name_or_path:
-        from timegrpo.models.loading import load_policy
-
-        teacher, _ = load_policy(t.teacher_model_name_or_path, dtype=cfg.model.torch_dtype,
-                                 attn_implementation=cfg.model.attn_implementation)
+    teacher = load_frozen_model(cfg, t.teacher_model_name_or_path) if t.teacher_model_name_or_path else None
     samples = load_samples(cfg)
     trainer = GRPOTrainer(cfg, model, processor, samples, build_videos(cfg, processor), accelerator=accelerator,
-                          teacher=teacher)
+                          teacher=teacher, load_reference=lambda: load_frozen_model(cfg, cfg.model.model_name_or_path))
     trainer.evaluator = build_evaluator(cfg, t)
     _init_trackers(trainer, cfg)
     return trainer

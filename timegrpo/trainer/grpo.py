@@ -33,7 +33,7 @@ run samples exactly what the uninterrupted run did (exact resume is also helped 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -52,7 +52,7 @@ from timegrpo.rewards import RewardSet
 from timegrpo.rewards.columns import reward_columns
 from timegrpo.rollout import RolloutBatch, SamplingParams, completion_logps, generate
 from timegrpo.trainer.dynamic import DynamicSampler
-from timegrpo.trainer.loop import TrainLoop
+from timegrpo.trainer.loop import TrainLoop, train_mode
 from timegrpo.trainer.metrics import RolloutLog, loss_metrics, rollout_metrics
 from timegrpo.trainer.prefetch import InputPrefetch
 
@@ -121,20 +121,19 @@ class GRPOTrainer(TrainLoop):
 
     def __init__(self, cfg: Any, model: nn.Module, processor: Any, train_samples: Sequence[Sample],
                  videos: VideoSource, *, accelerator: Any = None,
-                 reward_funcs: Sequence[Any] | None = None, teacher: nn.Module | None = None) -> None:
+                 reward_funcs: Sequence[Any] | None = None, teacher: nn.Module | None = None,
+                 load_reference: Callable[[], nn.Module] | None = None) -> None:
         t = cfg.train
         self.cfg = cfg
         self.videos = videos
         self.rewards = reward_set(t, reward_funcs)
         self.loss_settings = LossSettings.from_recipe(cfg)
         self.sampling = sampling_params(t)
-        self.reference = make_reference(model, beta=t.beta, use_lora=cfg.model.use_lora)
+        self.reference = make_reference(model, beta=t.beta, use_lora=cfg.model.use_lora, load=load_reference)
         super().__init__(t, model, processor, train_samples, accelerator=accelerator,
                          updates_per_step=t.num_iterations, shuffle=t.shuffle_dataset)
-        self.teacher = teacher
-        for frozen in (self.reference, self.teacher):
-            if frozen is not None:
-                frozen.to(self.accelerator.device).eval().requires_grad_(False)
+        self.reference = self.prepare_frozen(self.reference, "reference")
+        self.teacher = self.prepare_frozen(teacher, "teacher")
         self.vision_counter = VisionCallCounter(self.model)
         self.inputs = InputPrefetch(self, cfg.data.prompt_template, cfg.data.num_workers)
         self._last_completions: list[dict[str, Any]] = []
@@ -279,7 +278,7 @@ class GRPOTrainer(TrainLoop):
 
     def _backward(self, mb: MicroBatch, tokens: float) -> dict[str, float]:
         """Loss and backward of one micro-batch (and, on the last of an accumulation, clip + optimiser step)."""
-        with self.accelerator.accumulate(self.model):
+        with self.accelerator.accumulate(self.model), train_mode(self.model):
             logps = completion_logps(self.model, mb.rollout.batch, temperature=self.args.temperature, with_grad=True,
                                      batch_size=self.args.logprob_batch_size)
             out = compute_policy_loss(mb.loss_inputs(logps), self.loss_settings, tokens_per_micro_batch=tokens)

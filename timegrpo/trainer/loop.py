@@ -9,8 +9,12 @@ step, and a resumed run sees what the uninterrupted run did. Exact resume also r
 scheduler, RNG and the step counter (``Accelerator.save_state``).
 
 The learning-rate schedule is built for ``total_steps * updates_per_step`` optimiser updates. Accelerate steps
-a prepared scheduler once per process at each update (it assumes a loader whose length shrinks with ``W``),
-so the schedule is stretched ``W`` times to give every layout the learning rate of one process.
+a prepared scheduler once per process at each update (it assumes a loader whose length shrinks with ``W``; a
+transformers schedule is not one of DeepSpeed's, so under DeepSpeed too it is Accelerate's), so the schedule
+is stretched ``W`` times: warm-up and decay count optimiser steps, and every layout has the learning rate of
+one process at every step.
+
+What the launch decides (DDP or DeepSpeed, frozen engines, gathering weights) is :mod:`timegrpo.trainer.launch`'s.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,22 +32,16 @@ import torch
 from torch import nn
 
 from timegrpo.data.order import epoch_permutation
-from timegrpo.models.loading import unwrap
+from timegrpo.models.loading import merged_lora_state_dict, unwrap
+from timegrpo.trainer.launch import (
+    check_master_weights,
+    configure_deepspeed,
+    gathered,
+    make_accelerator,
+    prepare_frozen,
+)
 
 StepHook = Callable[[dict[str, float]], None]
-
-
-def make_accelerator(**kwargs: Any) -> Any:
-    """An ``accelerate.Accelerator`` that also forms a process group on CPU-only machines.
-
-    Accelerate only uses gloo on CPU when told it runs on CPU: without ``cpu=True``, ``torchrun
-    --nproc_per_node 2`` on a machine with no GPU gives two independent single-process runs. So ``cpu``
-    defaults to "no CUDA device" here.
-    """
-    from accelerate import Accelerator
-
-    kwargs.setdefault("cpu", not torch.cuda.is_available())
-    return Accelerator(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ class TrainLoop:
         self.total_steps = args.max_steps if args.max_steps and args.max_steps > 0 else self.order.steps_for(
             args.num_train_epochs)
         optimizer, scheduler = self._optimizer(model, updates_per_step)
-        _deepspeed_clipping(acc, args.max_grad_norm)
+        configure_deepspeed(acc, args)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
         self.state = {"step": 0}
         acc.register_for_checkpointing(_StateHolder(self.state))
@@ -162,6 +161,7 @@ class TrainLoop:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameter: check freeze_vision_tower/train_merger/use_lora")
+        check_master_weights(self.accelerator, params)
         optimizer = torch.optim.AdamW(params, lr=a.learning_rate, weight_decay=a.weight_decay,
                                       betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon)
         updates, stretch = self.total_steps * updates_per_step, self.accelerator.num_processes
@@ -270,13 +270,24 @@ class TrainLoop:
 
     def save_pretrained(self, path: str | Path) -> Path:
         """A ``from_pretrained``-loadable model (a LoRA policy merged) and the processor in ``path``; every
-        process must call it (gathering the weights is a collective under ZeRO-3)."""
+        process must call it (gathering the weights is a collective under ZeRO-3). No second copy of the model
+        is made on the device: DeepSpeed gathers ZeRO-3 weights to the CPU of the main process, and a LoRA
+        adapter is merged on the CPU one layer at a time."""
         path = Path(path)
         state_dict = self.accelerator.get_state_dict(self.model)
+        model = self.accelerator.unwrap_model(self.model)
+        if hasattr(model, "peft_config"):
+            if not self.accelerator.is_main_process:
+                state_dict = None  # ZeRO-3 gathers on the main process only; the others take part in the gathers
+            state_dict = merged_lora_state_dict(model, state_dict, lambda ps: gathered(self.accelerator, ps))
         if self.accelerator.is_main_process:
-            _save_pretrained(self.accelerator.unwrap_model(self.model), path, state_dict)
+            unwrap(model).save_pretrained(path, state_dict=state_dict)
             self.processor.save_pretrained(path)
         return path
+
+    def prepare_frozen(self, model: nn.Module | None, name: str) -> nn.Module | None:
+        """A frozen reference or teacher placed as the launch needs (see :func:`timegrpo.trainer.launch.prepare_frozen`)."""
+        return prepare_frozen(self.accelerator, model, name)
 
     def _rotate_checkpoints(self) -> None:
         """Delete the oldest ``checkpoint-N`` folders beyond ``save_total_limit``."""
@@ -298,26 +309,6 @@ class TrainLoop:
         self.accelerator.load_state(str(state))
 
 
-def _save_pretrained(model: nn.Module, path: Path, state_dict: dict[str, Any]) -> None:
-    """Save a ``from_pretrained``-loadable copy; a LoRA policy is saved with its adapter merged."""
-    if hasattr(model, "merge_and_unload"):
-        import copy
-
-        merged = copy.deepcopy(model)
-        merged.load_state_dict(state_dict)
-        merged.merge_and_unload().save_pretrained(path)
-        return
-    unwrap(model).save_pretrained(path, state_dict=state_dict)
-
-
-def _deepspeed_clipping(accelerator: Any, max_grad_norm: float) -> None:
-    """Under DeepSpeed only its own ``gradient_clipping`` clips (Accelerate's ``clip_grad_norm_`` then only
-    reports the norm); an ``auto`` value would become 1.0, so write ``max_grad_norm`` into it before prepare."""
-    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
-    if plugin is not None:
-        plugin.deepspeed_config["gradient_clipping"] = float(max_grad_norm or 0.0)
-
-
 class _StateHolder:
     """Saves the trainer's counters with ``accelerator.save_state`` (``register_for_checkpointing``)."""
 
@@ -329,6 +320,18 @@ class _StateHolder:
 
     def load_state_dict(self, d: dict[str, int]) -> None:
         self.state.update(d)
+
+
+@contextmanager
+def train_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in train mode inside the block (gradient checkpointing only checkpoints a module in train
+    mode; ``from_pretrained`` returns eval mode), its previous mode restored after."""
+    was_training = model.training
+    model.train()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def mean_dicts(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
