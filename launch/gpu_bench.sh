@@ -5,7 +5,6 @@
 # Writes bench7b.json, bench7b.md and log.txt to $OUT (default outputs/gpu). Run from the repository root.
 # Extra arguments go to `timegrpo bench` (e.g. --vs-trl --sequential, --beta 0 on an 80 GB GPU).
 # Needs timegrpo's dependencies (`pip install -e .`) and a GPU with more than 90 GiB (the H200's 139 GiB here).
-# launch/gpu_bench.py is `timegrpo bench` with two run-time patches (its docstring says which and why).
 set -o pipefail
 OUT=${OUT:-outputs/gpu}
 mkdir -p "$OUT"
@@ -20,7 +19,7 @@ PY=${PY:-python3}
     || exit 1
   df -h /tmp | tail -1
   "$PY" -m pip list 2>/dev/null | grep -iE "^(pyarrow|fsspec|regex|pandas|tokenizers|huggingface.hub|safetensors|numpy) " | tr -s ' ' | paste -sd';'
-  time "$PY" launch/gpu_bench.py --arch qwen2_5_vl_7b --frames 72 --size 280 --prompts 1 --num-generations 8 \
+  time "$PY" -m timegrpo.cli bench --arch qwen2_5_vl_7b --frames 72 --size 280 --prompts 1 --num-generations 8 \
     --completion-len 200 --beta 0.04 --dtype bfloat16 --gradient-checkpointing --steps 3 --warmup 1 --threads 0 \
     --label qwen2_5_vl_7b-time-r1 --json-out "$OUT/bench7b.json" --markdown "$OUT/bench7b.md" "$@"
   rc=$?

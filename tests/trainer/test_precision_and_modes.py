@@ -83,8 +83,11 @@ def test_bf16_weights_with_adamw_are_refused_with_the_fix(synth_dir, tmp_path):
     message says what to change. bf16 frozen weights under fp32 LoRA adapters are fine."""
     model, _ = build_tiny_vlm("qwen2_5_vl", seed=0)
     model = prepare_policy(model.to(torch.bfloat16))
-    with pytest.raises(ValueError, match=r"torch_dtype: float32, train\.bf16: true.*launch/zero3\.yaml"):
+    with pytest.raises(ValueError, match=r"torch_dtype: float32, train\.bf16: true.*launch/zero3\.yaml.*"
+                                          r"low_precision_updates: true"):
         trainer_for(synth_dir, tmp_path, model)
+    opted_in = trainer_for(synth_dir, tmp_path / "opt-in", model, "--train.low_precision_updates", "true")
+    assert {p.dtype for p in opted_in.model.parameters() if p.requires_grad} == {torch.bfloat16}
     lora, _ = build_tiny_vlm("qwen2_5_vl", seed=0)
     lora = prepare_policy(lora.to(torch.bfloat16), use_lora=True, train_merger=False,
                           lora_kwargs={"r": 4, "alpha": 8, "dropout": 0.0})

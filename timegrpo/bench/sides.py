@@ -177,5 +177,6 @@ def train_config(work: Workload) -> Any:
             beta=cfg.beta, loss_type=cfg.loss_type, scale_rewards="group", reward_funcs=["tiou", "format"],
             shuffle_dataset=False, seed=cfg.seed, output_dir=str(work.root / "timegrpo-out"), save_steps=0,
             logging_steps=10**6, report_to="none", bf16=cfg.resolved_dtype() == "bfloat16",
+            low_precision_updates=True,  # bf16 weights updated in place, as TRL does with the same model object
         ),
     )

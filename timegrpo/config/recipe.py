@@ -221,6 +221,10 @@ class OptimConfig:
     report_to: str = opt("none", "Logger: wandb (also offline, WANDB_MODE=offline) or none.")
     run_name: str | None = opt(None, "Run name for the logger; None = the output_dir's name.")
     bf16: bool = opt(False, "bfloat16 mixed precision (Accelerate's mixed_precision='bf16').")
+    low_precision_updates: bool = opt(
+        False, "Let AdamW update bf16/fp16 weights in place, with no fp32 master copy (refused by default: updates "
+        "below the weights' resolution round away, most of them at lr 1e-6). Saves memory; for benchmarks that "
+        "match another trainer's pure-bf16 setup, not for training runs.")
     eval_steps: int = opt(
         0, "Evaluate on data.eval_file (first data.max_eval_samples) every N optimiser steps and after the last, as "
         "`timegrpo eval` does (greedy, same parser and metrics), logging eval/mIoU, eval/R1@0.5, ...; 0 = never."

@@ -101,10 +101,11 @@ def configure_deepspeed(accelerator: Any, section: Any) -> None:
     config["gradient_clipping"] = float(section.max_grad_norm or 0.0)
 
 
-def check_master_weights(accelerator: Any, params: Iterable[nn.Parameter]) -> None:
-    """Refuse to let AdamW update bf16/fp16 weights in place (no fp32 master copy); the message gives the fix."""
+def check_master_weights(accelerator: Any, params: Iterable[nn.Parameter], *, allow: bool = False) -> None:
+    """Refuse to let AdamW update bf16/fp16 weights in place (no fp32 master copy); the message gives the fix.
+    ``allow`` (the section's ``low_precision_updates``) lets it, on purpose."""
     low = [p for p in params if p.dtype in LOW_PRECISION]
-    if not low:
+    if not low or allow:
         return
     if deepspeed_stage(accelerator) is not None and accelerator.mixed_precision in ("bf16", "fp16"):
         return  # DeepSpeed keeps fp32 master weights and optimiser state
@@ -114,7 +115,8 @@ def check_master_weights(accelerator: Any, params: Iterable[nn.Parameter]) -> No
         f"AdamW would update them in {dtype} and small updates would round away. Either load the policy in "
         "float32 and train in mixed precision (model.torch_dtype: float32, train.bf16: true: Accelerate autocasts "
         "the forwards), or launch with DeepSpeed (launch/zero2.yaml, launch/zero3.yaml) with train.bf16: true "
-        "(DeepSpeed keeps fp32 master weights and optimiser state)")
+        "(DeepSpeed keeps fp32 master weights and optimiser state); or, knowing the cost, set "
+        "low_precision_updates: true")
 
 
 def prepare_frozen(accelerator: Any, model: nn.Module | None, name: str = "frozen model") -> nn.Module | None:

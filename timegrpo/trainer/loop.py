@@ -161,7 +161,7 @@ class TrainLoop:
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameter: check freeze_vision_tower/train_merger/use_lora")
-        check_master_weights(self.accelerator, params)
+        check_master_weights(self.accelerator, params, allow=a.low_precision_updates)
         optimizer = torch.optim.AdamW(params, lr=a.learning_rate, weight_decay=a.weight_decay,
                                       betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon)
         updates, stretch = self.total_steps * updates_per_step, self.accelerator.num_processes
