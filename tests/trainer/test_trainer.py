@@ -113,3 +113,30 @@ def test_two_processes_equal_one_process_with_twice_the_accumulation(two_layouts
     for a, b in zip(one["history"], r0["history"], strict=True):
         assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+
+
+def test_masked_truncated_completions_carry_no_gradient(synth_dir, tmp_path):
+    """``mask_truncated_completions`` (DAPO): a completion cut at max_completion_length is left out of the loss.
+    The random tiny model never ends within 2 tokens (seeded rollouts), so every completion is truncated: nothing
+    may train."""
+    short = ["--train.max_steps", "1", "--train.max_completion_length", "2"]
+    trainer = make_trainer(synth_dir, tmp_path, *short, "--train.mask_truncated_completions", "true")
+    before = params_of(trainer)
+    metrics = trainer.train_step()
+    assert metrics["completions/clipped_ratio"] == 1.0
+    assert all(torch.equal(before[n], p) for n, p in params_of(trainer).items())
+    unmasked = make_trainer(synth_dir, tmp_path / "unmasked", *short)
+    start = params_of(unmasked)
+    unmasked.train_step()  # the same truncated completions train when they are not masked
+    assert any(not torch.equal(start[n], p) for n, p in params_of(unmasked).items())
+
+
+def test_batch_scaled_advantages_see_every_process(two_layouts):
+    """``scale_rewards: batch`` divides by the std of the whole step's rewards, gathered over the processes: with
+    a rank-local std, 2 processes x 1 would train differently from 1 process x 2 (the fixture checks 1e-5)."""
+    common = [*FAST, "--train.per_device_train_batch_size", "1", "--train.max_steps", "2",
+              "--train.scale_rewards", "batch", "--train.loss_type", "grpo"]
+    one, r0 = two_layouts("grpo", *common)
+    for a, b in zip(one["history"], r0["history"], strict=True):
+        assert a["reward"] == pytest.approx(b["reward"], abs=1e-6)
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
