@@ -8,13 +8,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from timegrpo.models.tiny import save_tiny_vlm
-
-    return save_tiny_vlm("qwen2_5_vl", tmp_path_factory.mktemp("tiny") / "qwen2_5_vl")
-
-
-@pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four synthetic training videos (6-8 s, 56x56, 2 fps) and their train.jsonl."""
     from timegrpo.data.synthetic import SynthConfig, generate

@@ -13,13 +13,6 @@ from timegrpo.evaluate import engine
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from timegrpo.models.tiny import save_tiny_vlm
-
-    return save_tiny_vlm("qwen2_5_vl", tmp_path_factory.mktemp("tiny") / "qwen2_5_vl")
-
-
-@pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 synthetic test videos (8-20 s, 56x56, 2 fps) and their test.jsonl."""
     from timegrpo.data.synthetic import SynthConfig, generate

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class DataOrder:
         return out
 
 
-class TrainLoop:
+class TrainLoop(ABC):
     """The loop skeleton over an :class:`timegrpo.config.OptimConfig` section (``train`` or ``sft``).
 
     Subclasses implement :meth:`train_step` (advance ``state["step"]`` and return the step's metrics, reduced
@@ -171,8 +172,10 @@ class TrainLoop:
         return optimizer, scheduler
 
     # -------------------------------------------------------------------------------------------- a step
+    @abstractmethod
     def train_step(self) -> dict[str, float]:
-        raise NotImplementedError
+        """One optimiser step of the subclass's objective (GRPO/OPD: :mod:`timegrpo.trainer.grpo`, SFT:
+        :mod:`timegrpo.trainer.sft`); returns the step's metrics, including ``step``."""
 
     def step_positions(self, step: int) -> list[list[int]]:
         """Sample indices of this process's micro-batches at optimiser ``step`` (see :class:`DataOrder`)."""
