@@ -41,12 +41,12 @@ def report_input_error(command: str, err: BaseException) -> int:
 def guard(command: str, handler: Callable[[argparse.Namespace], Any],
           also: tuple[type[BaseException], ...] = ()) -> Callable[[argparse.Namespace], int]:
     """``handler`` with :data:`INPUT_ERRORS` (and ``also``) reported as one line and exit code 2, unless
-    debugging. For entry points that do not go through :func:`main` (``python -m timegrpo.train``)."""
+    debugging (``args.debug`` or :func:`debug_enabled`)."""
     def run(args: argparse.Namespace) -> int:
         try:
             return int(handler(args) or 0)
         except INPUT_ERRORS + also as err:
-            if debug_enabled():
+            if getattr(args, "debug", False) or debug_enabled():
                 raise
             return report_input_error(command, err)
 
@@ -90,8 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra  # config overrides (`--train.beta 0`) for the commands that take them
-    if args.debug:
-        os.environ["TIMEGRPO_DEBUG"] = "1"
     return guard(args.command, args.func)(args)
 
 

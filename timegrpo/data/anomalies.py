@@ -114,6 +114,8 @@ class AnomalyReport:
         dropped: samples dropped, by the first bad kind each had.
         clipped: windows clamped under ``clip``, by kind.
         examples: up to three ``where (qid): detail`` strings per kind.
+        dropped_records: every dropped record: ``{"qid", "where", "kind", "detail"}`` (qid None when the record
+            could not be parsed), so a run can list what it left out, not only count it.
         notes: anything else the reader wants said (where durations came from, ...).
     """
 
@@ -128,6 +130,7 @@ class AnomalyReport:
     clipped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    dropped_records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_dropped(self) -> int:
@@ -322,9 +325,15 @@ def validate(
         for iss in issues:
             report.add(iss.kind, rec.where + qid, iss.detail)
         report.bad_records += any(iss.kind in BAD_KINDS for iss in issues)
+        before = dict(report.dropped)
         sample = _decide(rec.sample, issues, report, on_bad, drop_duplicates)
         if sample is not None:
             kept.append(sample)
+        elif report.dropped != before:
+            kind = next(k for k, v in report.dropped.items() if v != before.get(k, 0))
+            detail = next((i.detail for i in issues if i.kind == kind), kind)
+            report.dropped_records.append({"qid": None if rec.sample is None else rec.sample.qid,
+                                           "where": rec.where, "kind": kind, "detail": detail})
     if on_bad == "error" and report.bad_counts():
         raise AnnotationError(_error_message(report), report)
     report.kept = len(kept)
