@@ -214,7 +214,7 @@ def done_qids(out: Path) -> set[str]:
 
 def _write_skipped(path: Path, skipped: list[Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(dataclasses.asdict(s)) + "\n" for s in skipped), encoding="utf-8")
+    write_atomic(path, "".join(json.dumps(dataclasses.asdict(s)) + "\n" for s in skipped))
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -292,7 +292,7 @@ def finish(cfg: EvalConfig, out: Path, selected: list[Any], report: Any, templat
     _write_json(out / "metrics.json", metrics)
     title = f"{Path(str(cfg.model)).name} on {Path(str(cfg.annotations)).name} ({benchmark}, {cfg.template})"
     table = markdown_table(result, title)
-    (out / "metrics.md").write_text(table + "\n", encoding="utf-8")
+    write_atomic(out / "metrics.md", table + "\n")
     by_qid = {str(r["qid"]): r for r in records}
     write_plots([by_qid[s.qid] for s in selected if s.qid in by_qid], [s for s in selected if s.qid in by_qid],
                 out / "plots")

@@ -32,7 +32,7 @@ from timegrpo.config.core import ConfigError
 from timegrpo.data.schema import Sample
 from timegrpo.evaluate.benchmarks import BENCHMARKS, detect_benchmark
 from timegrpo.evaluate.config import PredictionError, ScoreConfig
-from timegrpo.evaluate.predictions import load_predictions
+from timegrpo.evaluate.predictions import load_predictions, write_atomic
 from timegrpo.metrics import grounding_metrics
 from timegrpo.evaluate.protocols import PROTOCOLS
 from timegrpo.rewards import get_reward
@@ -140,7 +140,7 @@ def score_file(cfg: ScoreConfig) -> tuple[ScoreResult, str]:
     result.counts["n_annotation_dropped"] = report.n_dropped
     table = markdown_table(result, f"{Path(cfg.predictions).name} vs {Path(cfg.annotations).name} ({benchmark})")
     if cfg.out_md:
-        Path(cfg.out_md).write_text(table + "\n", encoding="utf-8")
+        write_atomic(cfg.out_md, table + "\n")
     return result, table
 
 
