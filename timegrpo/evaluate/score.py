@@ -33,8 +33,8 @@ from timegrpo.data.schema import Sample
 from timegrpo.evaluate.benchmarks import BENCHMARKS, detect_benchmark
 from timegrpo.evaluate.config import PredictionError, ScoreConfig
 from timegrpo.evaluate.predictions import load_predictions, write_atomic
-from timegrpo.metrics import grounding_metrics
 from timegrpo.evaluate.protocols import PROTOCOLS
+from timegrpo.metrics import grounding_metrics
 from timegrpo.rewards import get_reward
 
 #: Counts worth a line on stderr, with what they mean.
