@@ -45,6 +45,7 @@ from timegrpo.trainer.launch import (
     make_accelerator,
     prepare_frozen,
 )
+from timegrpo.trainer.skips import dedupe_skipped
 
 StepHook = Callable[[dict[str, float]], None]
 
@@ -155,6 +156,7 @@ class TrainLoop(ABC):
         configure_deepspeed(acc, args)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
         self.state = {"step": 0}  # the trainer's counters, saved as JSON in every checkpoint (never pickled)
+        self.bad_videos: Any = None  # a timegrpo.trainer.skips.BadVideos when the trainer reads videos
         self.output_dir = Path(args.output_dir)
         self.history: list[dict[str, float]] = []
 
@@ -219,25 +221,37 @@ class TrainLoop(ABC):
         bar = tqdm(total=self.total_steps, initial=self.state["step"], desc=self.desc,
                    disable=not (progress and self.accelerator.is_main_process))
         t0 = time.perf_counter()
-        while self.state["step"] < self.total_steps:
-            if max_seconds is not None and self._elapsed(t0) >= max_seconds:
-                break
-            metrics = self.train_step()
-            evaluated = self.evaluator(self) if self.evaluator is not None else {}
-            metrics.update(evaluated)
-            self.history.append(metrics)
-            if on_step is not None:
-                on_step(metrics)
-            step = self.state["step"]
-            if step % max(1, a.logging_steps) == 0 or step == self.total_steps or evaluated:
-                self.log(metrics)
-            if a.save_steps and step % a.save_steps == 0 and step < self.total_steps:
-                self.save_checkpoint()
-            bar.update(1)
-            bar.set_postfix({k: f"{metrics[k]:.3f}" for k in self.postfix if k in metrics})
-        bar.close()
+        try:
+            while self.state["step"] < self.total_steps:
+                if max_seconds is not None and self._elapsed(t0) >= max_seconds:
+                    break
+                metrics = self.train_step()
+                metrics.update(self._skip_metrics(self.state["step"] - 1))
+                evaluated = self.evaluator(self) if self.evaluator is not None else {}
+                metrics.update(evaluated)
+                self.history.append(metrics)
+                if on_step is not None:
+                    on_step(metrics)
+                step = self.state["step"]
+                if step % max(1, a.logging_steps) == 0 or step == self.total_steps or evaluated:
+                    self.log(metrics)
+                if a.save_steps and step % a.save_steps == 0 and step < self.total_steps:
+                    self.save_checkpoint()
+                bar.update(1)
+                bar.set_postfix({k: f"{metrics[k]:.3f}" for k in self.postfix if k in metrics})
+        finally:
+            bar.close()  # before any error message, so it starts on its own line
         self.save_checkpoint()
+        if self.bad_videos is not None and self.accelerator.is_main_process:
+            dedupe_skipped(self.output_dir)
         return self.history
+
+    def _skip_metrics(self, step: int) -> dict[str, float]:
+        """``skipped_samples``: samples of ``step`` replaced for an unreadable video, over all processes (only
+        under ``data.on_bad`` skip or clip; :mod:`timegrpo.trainer.skips`)."""
+        if self.bad_videos is None or self.bad_videos.on_bad == "error":
+            return {}
+        return self.reduce({"skipped_samples": float(self.bad_videos.replaced(step))}, "sum")
 
     def _elapsed(self, t0: float) -> float:
         elapsed = torch.tensor(time.perf_counter() - t0, device=self.accelerator.device)
