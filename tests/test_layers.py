@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "timegrpo"
 
 #: Stages in data-flow order; a module may import from its own stage or any earlier one. The first match wins.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("leaves", ("timegrpo", "timegrpo.registry", "timegrpo.spans", "timegrpo.parsing", "timegrpo.config")),
+    ("leaves", ("timegrpo", "timegrpo.errors", "timegrpo.registry", "timegrpo.spans", "timegrpo.parsing", "timegrpo.config")),
     ("data", ("timegrpo.data",)),
     ("prompts", ("timegrpo.prompts",)),
     ("models", ("timegrpo.models",)),

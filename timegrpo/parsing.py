@@ -26,6 +26,9 @@ Span parsing (:func:`parse_answer`, SPEC section 1) has two modes:
 
   Both modes take the LAST ``<answer>`` block and the LAST span in it, and fail (None) on a block with no span.
 
+Time-R1's *evaluation* scripts (``extract_answer`` in ``xiaomi-research/time-r1`` ``evaluate.py``) read answers
+differently from its training parser: :func:`parse_time_r1_eval` (``timegrpo score --protocol time_r1``).
+
 Grounded QA adds :func:`parse_glue` (VideoChat-R1's ``<glue>[(s, e), ...]</glue>`` spans) and
 :func:`parse_letter` / :func:`answer_letter_of` (the option letter of a completion / of a ground truth).
 """
@@ -42,6 +45,8 @@ from timegrpo.spans import Span, clip_span
 #: Time-R1's answer block and span patterns (strict mode), verbatim.
 STRICT_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 STRICT_SPAN_RE = re.compile(r"(\d+\.?\d*) (to|and) (\d+\.?\d*)", re.IGNORECASE)
+#: Time-R1's evaluation pattern: the same, case-sensitive, searched in the whole output.
+EVAL_SPAN_RE = re.compile(r"(\d+\.?\d*) (to|and) (\d+\.?\d*)")
 
 _NUM = r"(?:\d+:){0,2}\d+(?:\.\d*)?|\.\d+"
 _UNIT = r"(?:\s*(?:seconds?|secs?|s)\b)?"
@@ -82,6 +87,25 @@ def _strict_span(text: str) -> Span | None:
     if block is None:
         return None
     matches = STRICT_SPAN_RE.findall(block)
+    if not matches:
+        return None
+    start, _, end = matches[-1]
+    return float(start), float(end)
+
+
+def parse_time_r1_eval(text: str) -> Span | None:
+    """The span Time-R1's evaluation scripts read: the LAST ``number to|and number`` (lower case, one space each
+    side) ANYWHERE in the output, not only in ``<answer>``; unclamped, ``start > end`` kept. (Their fallback to
+    the ``<answer>`` block can never find what the whole-text search did not.)
+
+    >>> parse_time_r1_eval("<think>from 1 to 2</think><answer>12.5 to 17.8</answer> or 20 and 30")
+    (20.0, 30.0)
+    >>> parse_time_r1_eval("<answer>12.5 TO 17.8</answer>"), parse_time_r1_eval("<answer>12.5s to 17.8s</answer>")
+    (None, None)
+    >>> parse_time_r1_eval("no answer tags: 30 to 10.")
+    (30.0, 10.0)
+    """
+    matches = EVAL_SPAN_RE.findall(text)
     if not matches:
         return None
     start, _, end = matches[-1]

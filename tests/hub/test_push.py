@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "time_r1_qwen2_5_vl_7b.yaml"
 #: metrics.json as `timegrpo eval` writes it (numbers, counts, nested reports, the benchmark kind)
 CHARADES = {"R1@0.3": 61.25, "R1@0.5": 45.5, "R1@0.7": 20.75, "mIoU": 41.125, "format_rate": 98.0, "n": 80,
-            "unparsed": 2, "skipped": {}, "benchmark": "grounding", "annotations": {"records": 80}, "run": {}}
+            "n_skipped": 3, "unparsed": 2, "skipped": {}, "benchmark": "grounding", "annotations": {"records": 80}, "run": {}}
 ANET = {"R1@0.3": 50.0, "R1@0.5": 30.0, "R1@0.7": 12.5, "mIoU": 33.3333}
 #: What the upload folder of checkpoint-3 with the charades evaluation holds: no `state/`, no `rng_state.pth`.
 UPLOADED = ["README.md", "chat_template.jinja", "config.json", "eval/charades_sta/eval_config.json",
@@ -127,7 +127,7 @@ def test_card_front_matter_and_model_index(run_dir, tmp_path):
     assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "video-text-to-text"
     assert meta["tags"] == ["timegrpo", "grpo", "reinforcement-learning", "temporal-video-grounding", "video-llm",
                             "qwen-vl", "bnpo"]
-    assert meta["datasets"] == ["time_r1", "charades_sta", "anet"]
+    assert "datasets" not in meta  # the run read local files: no Hub dataset id to name (format names are not ids)
     (index,) = meta["model-index"]
     assert index["name"] == "me/tiny-time-r1"
     by_dataset = {r["dataset"]["type"]: r for r in index["results"]}
@@ -144,12 +144,12 @@ def test_card_front_matter_and_model_index(run_dir, tmp_path):
         "R1@0.3": 50.0, "R1@0.5": 30.0, "R1@0.7": 12.5, "mIoU": 33.33}
     assert all(m["name"] == m["type"] for r in index["results"] for m in r["metrics"])
     body = (out / "README.md").read_text()
-    assert "| Charades-STA | test | `charades_sta_test.txt` | 61.25 | 45.50 | 20.75 | 41.12 | 98.00 | 80 |" in body
-    assert "| anet | val_2 | `val_2.json` | 50.00 | 30.00 | 12.50 | 33.33 | - | - |" in body
+    assert "| Charades-STA | test | `charades_sta_test.txt` | 61.25 | 45.50 | 20.75 | 41.12 | 98.00 | 80 | 3 |" in body
+    assert "| anet | val_2 | `val_2.json` | 50.00 | 30.00 | 12.50 | 33.33 | - | - | - |" in body
     assert "`tiou` x 1, `format` x 1" in body and "| KL beta | 0.04 (`k3` estimator) |" in body
     assert "| group size G | 8 |" in body and "1e-06 (linear, warmup 0)" in body
     assert "3 optimiser steps at this checkpoint (max_steps 3 planned)" in body
-    assert "`data/time_r1/train_2k5.json` (format `time_r1`)" in body
+    assert "`train_2k5.json (local file)` (format `time_r1`)" in body and "/data/" not in body
     assert "accelerate launch --config_file launch/zero3_offload.yaml -m timegrpo.train --config " \
            "recipes/time_r1_qwen2_5_vl_7b.yaml\n" in body
     assert "-m timegrpo.train --config recipe.yaml" in body

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from timegrpo.cli import guard
 from timegrpo.config import core
 from timegrpo.detr.config import PREFER_SECTION, DetrConfig, FeatureSynthConfig
 
@@ -36,14 +36,7 @@ class SynthFeaturesOptions:
 def _guard(handler: Any) -> Any:
     """Turn configuration and data errors into one clear line on stderr and exit code 2."""
 
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return int(handler(args) or 0)
-        except (ValueError, FileNotFoundError, KeyError) as err:
-            print(f"timegrpo detr: error: {err}", file=sys.stderr)
-            return 2
-
-    return run
+    return guard("detr", handler, also=(ValueError, KeyError))
 
 
 def _load(args: argparse.Namespace) -> DetrConfig | None:

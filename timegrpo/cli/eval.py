@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from timegrpo.cli import guard
 from timegrpo.config.core import add_command, from_args
 from timegrpo.evaluate.config import EvalConfig
 
@@ -19,20 +20,17 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig | None:
     return from_args(EvalConfig, args)
 
 
-def run(args: argparse.Namespace) -> int:
-    from timegrpo.data.anomalies import AnnotationError
-    from timegrpo.data.video import VideoError
-    from timegrpo.evaluate.config import EvalError
-    from timegrpo.evaluate.run import run_eval, say
+def _run(args: argparse.Namespace) -> int:
+    from timegrpo.evaluate.run import run_eval
 
-    try:
-        cfg = config_from_args(args)
-        if cfg is not None:
-            run_eval(cfg)
-    except (EvalError, AnnotationError, VideoError, FileNotFoundError, ValueError) as err:
-        say(f"error: {err}")
-        return 2
+    cfg = config_from_args(args)
+    if cfg is not None:
+        run_eval(cfg)
     return 0
+
+
+#: Bad input (a bad record, an unreadable video, a wrong value) is one line and exit code 2.
+run = guard("eval", _run, also=(ValueError,))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

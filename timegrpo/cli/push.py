@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--license", default=None, help="licence in the card (default: the base model's when known)")
     p.add_argument("--base-model", default=None, help="Hub id of the base model (default: from the recipe)")
     p.add_argument("--dataset", dest="datasets", action="append", default=None, metavar="ID",
-                   help="dataset id for the card's `datasets` (repeatable; default: the training format and evals)")
+                   help="Hub dataset id for the card's `datasets` (repeatable; default: the train/eval files that are Hub ids, else none)")
     p.add_argument("--pipeline-tag", default=None, choices=["video-text-to-text", "image-text-to-text"],
                    help="pipeline tag (default: video-text-to-text when the processor has a video processor)")
     p.add_argument("--check", default="full", choices=["full", "meta", "none"],

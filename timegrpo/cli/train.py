@@ -99,4 +99,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``timegrpo train ARGS``."""
     from timegrpo.cli import main as cli_main
 
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = ["--debug"] if "--debug" in args else []
+    return cli_main([*debug, "train", *(a for a in args if a != "--debug")])

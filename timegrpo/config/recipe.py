@@ -141,6 +141,11 @@ class DataConfig:
     duration_tolerance: float = opt(
         0.5, "Seconds of annotated-vs-decoded duration difference reported as a mismatch."
     )
+    max_duration_mismatch: float = opt(
+        0.1, "A video whose decoded duration differs from the annotated one by more than this fraction of the "
+        "annotated duration (and more than duration_tolerance) is bad (on_bad: error stops, skip leaves it out, "
+        "counted); 0 = never."
+    )
     frame_cache_dir: str | None = opt(None, "Cache decoded, resized frames here (per video and settings); None = off.")
     prompt_template: str = opt("think", "Prompt template name: think (reason, then answer) or no_think (answer only).")
     max_train_samples: int | None = opt(None, "Use only the first N training samples (debugging); None = all.")
@@ -162,6 +167,8 @@ class DataConfig:
                    f"need 1 <= min_frames <= max_frames, got {self.min_frames} and {self.max_frames}")
         check_choice(f"{s}.prefer_duration", self.prefer_duration, ("annotation", "decoded"))
         check(self.duration_tolerance >= 0, f"{s}.duration_tolerance", f"must be >= 0, got {self.duration_tolerance}")
+        check(self.max_duration_mismatch >= 0, f"{s}.max_duration_mismatch",
+              f"must be >= 0, got {self.max_duration_mismatch}")
         check(self.min_pixels > 0, f"{s}.min_pixels", f"must be > 0, got {self.min_pixels}")
         for name in ("max_pixels", "total_pixels"):
             value = getattr(self, name)
@@ -188,6 +195,7 @@ class DataConfig:
             "max_pixels": self.max_pixels,
             "total_pixels": self.total_pixels,
             "duration_tolerance": self.duration_tolerance,
+            "max_duration_mismatch": self.max_duration_mismatch,
             "prefer_duration": self.prefer_duration,
         }
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from timegrpo.data.schema import Sample
+from timegrpo.errors import UserError
 
 #: Policies for bad records.
 POLICIES = ("error", "skip", "clip")
@@ -46,7 +47,9 @@ BAD_KINDS = (
     "empty_query",
     "missing_duration",
     "nonpositive_duration",
+    "absurd_duration",
     "duplicate_qid",
+    "bad_clip_ids",
     "missing_video",
     "start_after_end",
     "zero_length",
@@ -55,6 +58,9 @@ BAD_KINDS = (
     "window_past_duration",
     "zero_length_after_clip",
 )
+#: A duration beyond this (seconds, 24 h) is a unit or data error (milliseconds, frame counts), not a video.
+MAX_DURATION = 24 * 3600.0
+
 #: Bad kinds that ``on_bad='clip'`` repairs by clamping the window into ``[0, duration]``.
 CLIPPABLE_KINDS = ("negative_start", "window_past_duration")
 #: Kinds counted for information only; they never drop a sample (``duplicate`` does with ``drop_duplicates``).
@@ -67,7 +73,7 @@ _MAX_EXAMPLES = 3
 TIME_EPS = 1e-6
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A bad annotation file or record under ``on_bad='error'``; the message names file, record and fix.
 
     ``report`` is the :class:`AnomalyReport` of the whole file (counts of every kind), when available.
@@ -102,11 +108,14 @@ class AnomalyReport:
         path: the file read.
         policy: ``error``, ``skip`` or ``clip``.
         records: records read from the file (queries, parsed or not).
+        bad_records: records with at least one kind subject to ``on_bad`` (a record can have several).
         kept: samples returned.
         counts: raw count per anomaly kind (windows for window kinds, records otherwise), zero kinds omitted.
         dropped: samples dropped, by the first bad kind each had.
         clipped: windows clamped under ``clip``, by kind.
         examples: up to three ``where (qid): detail`` strings per kind.
+        dropped_records: every dropped record: ``{"qid", "where", "kind", "detail"}`` (qid None when the record
+            could not be parsed), so a run can list what it left out, not only count it.
         notes: anything else the reader wants said (where durations came from, ...).
     """
 
@@ -114,12 +123,14 @@ class AnomalyReport:
     path: str
     policy: str = "error"
     records: int = 0
+    bad_records: int = 0
     kept: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     clipped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    dropped_records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_dropped(self) -> int:
@@ -141,6 +152,7 @@ class AnomalyReport:
             "path": self.path,
             "policy": self.policy,
             "records": self.records,
+            "bad_records": self.bad_records,
             "kept": self.kept,
             "dropped_total": self.n_dropped,
             "anomalies": dict(sorted(self.counts.items())),
@@ -199,9 +211,33 @@ def _sample_issues(sample: Sample) -> list[_Issue]:
         out.append(_Issue("missing_duration", f"no duration for video {sample.vid!r}"))
     elif not math.isfinite(d) or d <= 0:
         out.append(_Issue("nonpositive_duration", f"duration {d!r} is not positive"))
+    elif d > MAX_DURATION:
+        out.append(_Issue("absurd_duration", f"duration {d:g} s is over 24 h (milliseconds or frames?)"))
     if not sample.windows:
         out.append(_Issue("no_windows", "no ground-truth window"))
-    return out + _window_issues(sample)
+    return out + _clip_id_issues(sample) + _window_issues(sample)
+
+
+#: Seconds per saliency clip in QVHighlights-style ``relevant_clip_ids`` (the official ``clip_length``).
+CLIP_SECONDS = 2.0
+
+
+def _clip_id_issues(sample: Sample) -> list[_Issue]:
+    """QVHighlights saliency labels: every ``relevant_clip_ids`` entry an integer clip of the video
+    (``0 <= id < int(duration / 2)``), one ``saliency_scores`` row per id."""
+    ids = sample.meta.get("relevant_clip_ids")
+    if ids is None:
+        return []
+    d = sample.duration
+    n_clips = int(d / CLIP_SECONDS) if d is not None and math.isfinite(d) and d > 0 else None
+    bad = [i for i in ids if not isinstance(i, int) or i < 0 or (n_clips is not None and i >= n_clips)]
+    if bad:
+        return [_Issue("bad_clip_ids", f"relevant_clip_ids {bad[:3]} not in [0, {n_clips}) (2 s clips of "
+                                       f"{d} s)")]
+    scores = sample.meta.get("saliency_scores")
+    if scores is not None and len(scores) != len(ids):
+        return [_Issue("bad_clip_ids", f"{len(ids)} relevant_clip_ids but {len(scores)} saliency_scores rows")]
+    return []
 
 
 def _clip(sample: Sample) -> tuple[Sample, list[str]]:
@@ -249,8 +285,8 @@ def _relation_issues(sample: Sample, seen: _Seen) -> list[_Issue]:
 
 def _error_message(report: AnomalyReport) -> str:
     bad = report.bad_counts()
-    lines = [f"{report.path}: {sum(bad.values())} bad annotation(s) ({report.format} reader): "
-             + ", ".join(f"{k} {v}" for k, v in sorted(bad.items()))]
+    lines = [f"{report.path}: {report.bad_records} bad record(s) of {report.records} ({report.format} reader); "
+             "anomalies: " + ", ".join(f"{k} {v}" for k, v in sorted(bad.items()))]
     for kind in BAD_KINDS:
         for ex in report.examples.get(kind, []):
             lines.append(f"  {kind}: {ex}")
@@ -288,9 +324,16 @@ def validate(
         qid = f" (qid {rec.sample.qid})" if rec.sample is not None else ""
         for iss in issues:
             report.add(iss.kind, rec.where + qid, iss.detail)
+        report.bad_records += any(iss.kind in BAD_KINDS for iss in issues)
+        before = dict(report.dropped)
         sample = _decide(rec.sample, issues, report, on_bad, drop_duplicates)
         if sample is not None:
             kept.append(sample)
+        elif report.dropped != before:
+            kind = next(k for k, v in report.dropped.items() if v != before.get(k, 0))
+            detail = next((i.detail for i in issues if i.kind == kind), kind)
+            report.dropped_records.append({"qid": None if rec.sample is None else rec.sample.qid,
+                                           "where": rec.where, "kind": kind, "detail": detail})
     if on_bad == "error" and report.bad_counts():
         raise AnnotationError(_error_message(report), report)
     report.kept = len(kept)

@@ -37,11 +37,13 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from timegrpo.data.anomalies import AnomalyReport, RawRecord, validate
+from timegrpo.data.anomalies import AnnotationError, AnomalyReport, RawRecord, validate
 from timegrpo.data.schema import Sample
 from timegrpo.registry import Registry
+
+T = TypeVar("T")
 
 #: A reader: ``(path, context) -> records``.
 Reader = Callable[[Path, "ReadContext"], Iterator[RawRecord]]
@@ -515,16 +517,49 @@ def load_annotations(
         drop_duplicates: also drop exact duplicate records (same vid, query, windows), counted as dropped.
     """
     path = Path(path)
-    name = format or detect_format(path)
-    reader = READERS.get(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
     if isinstance(durations, (str, Path)):
-        durations = load_durations(durations)
+        durations = _as_annotation_error(Path(durations), lambda: load_durations(durations))
+    name = format or _as_annotation_error(path, lambda: detect_format(path))
+    reader = READERS.get(name)
     ctx = ReadContext(durations=durations, video_dir=None if video_dir is None else Path(video_dir))
     report = AnomalyReport(format=name, path=str(path))
-    records = list(_check_videos(reader(path, ctx), ctx))
+    records = _as_annotation_error(path, lambda: list(_check_videos(reader(path, ctx), ctx)))
+    _check_any_readable(records, path, name, format)
     report.notes.extend(ctx.notes)
     samples = validate(records, report, on_bad=on_bad, drop_duplicates=drop_duplicates)
     return samples, report
+
+
+def _as_annotation_error(path: Path, read: Callable[[], T]) -> T:
+    """``read()``, with a file that cannot be read as text, or is not the kind of file expected, reported as
+    an :class:`AnnotationError` naming the file (bad records are not errors here: readers count them)."""
+    try:
+        return read()
+    except UnicodeDecodeError as err:
+        raise AnnotationError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); re-save the file as "
+                              "UTF-8") from None
+    except (ValueError, csv.Error) as err:
+        raise AnnotationError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
+
+
+def _check_any_readable(records: list[RawRecord], path: Path, name: str, given: str | None) -> None:
+    """A file with records none of which parse is the wrong format (or not an annotation file): an error
+    under every policy, never "0 samples" (the reader would count every record as malformed)."""
+    if not records or any(r.sample is not None for r in records):
+        return
+    first = next((f"{r.where}: {r.problems[0][1]}" for r in records if r.problems), "")
+    hint = ""
+    if given is not None:
+        try:
+            detected = detect_format(path)
+        except (ValueError, OSError):
+            detected = None
+        hint = (f"; the file looks like {detected!r}: pass --format {detected} or leave --format out"
+                if detected and detected != given else "; check --format (leave it out to detect it)")
+    raise AnnotationError(f"{path}: none of its {len(records)} records could be read as {name!r} "
+                          f"(first: {first}){hint}")
 
 
 def _check_videos(records: Iterator[RawRecord], ctx: ReadContext) -> Iterator[RawRecord]:

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from timegrpo.data.schema import Sample
+from timegrpo.errors import UserError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,8 +60,10 @@ CACHE_VERSION = 1
 DURATION_SOURCES = ("annotation", "decoded")
 
 
-class VideoError(RuntimeError):
-    """A video that cannot be sampled; ``kind`` is ``missing_video``, ``empty_video`` or ``unreadable_video``."""
+class VideoError(UserError, RuntimeError):
+    """A video that cannot be sampled; ``kind`` is ``missing_video``, ``empty_video``, ``unreadable_video``
+    (any decoder failure, a corrupt frame included) or ``duration_mismatch`` (decoded much shorter or longer than
+    annotated: :func:`check_duration`)."""
 
     def __init__(self, path: str, kind: str, detail: str) -> None:
         super().__init__(f"{path}: {kind}: {detail}")
@@ -86,6 +89,10 @@ class VideoSampling:
                                                                 "16 (Qwen3-VL)"})
     duration_tolerance: float = field(default=0.5, metadata={"help": "seconds of annotated-vs-decoded "
                                                                       "duration difference flagged as mismatch"})
+    max_duration_mismatch: float = field(default=0.1, metadata={"help": "decoded-vs-annotated duration "
+                                                                         "difference, as a fraction of the "
+                                                                         "annotated one, that makes the video "
+                                                                         "bad (VideoError); 0 = never"})
     prefer_duration: str = field(default="annotation", metadata={"help": "annotation | decoded: which duration "
                                                                          "to use when both are known"})
 
@@ -103,7 +110,8 @@ class VideoSampling:
 
     def frame_settings(self) -> dict[str, Any]:
         """The fields that change the sampled frames (the cache key); the duration policy is not one."""
-        return {k: v for k, v in asdict(self).items() if k not in ("duration_tolerance", "prefer_duration")}
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("duration_tolerance", "prefer_duration", "max_duration_mismatch")}
 
     def element(self, path: str, video_start: float | None = None, video_end: float | None = None) -> dict:
         """The qwen-vl-utils video element (the ``{"type": "video", ...}`` content of a chat message)."""
@@ -196,7 +204,7 @@ def _decode(path: str, ele: dict) -> tuple[torch.Tensor, dict, float]:
 
     try:
         return vp.VIDEO_READER_BACKENDS["decord"](ele)
-    except (RuntimeError, ValueError, AssertionError) as err:  # decord raises RuntimeError (DECORDError)
+    except Exception as err:  # noqa: BLE001 - every decoder failure (decord's DECORDError is not a RuntimeError)
         kind = "empty_video" if "total_frames must be" in str(err) else "unreadable_video"
         raise VideoError(path, kind, f"decord could not sample it ({type(err).__name__}: {err})") from err
 
@@ -287,8 +295,32 @@ def sample_frames_for(sample: Sample, sampling: VideoSampling | None = None, *,
     if sample.video is None:
         raise VideoError(f"<no path for qid {sample.qid}>", "missing_video",
                          "the sample has no video path; load annotations with video_dir=")
-    return sample_frames(sample.video, sampling, video_start=sample.video_start, video_end=sample.video_end,
-                         annotated_duration=sample.duration, cache=cache)
+    vf = sample_frames(sample.video, sampling, video_start=sample.video_start, video_end=sample.video_end,
+                       annotated_duration=sample.duration, cache=cache)
+    check_duration(vf, sampling or VideoSampling(), sample.qid)
+    return vf
+
+
+def check_duration(vf: VideoFrames, sampling: VideoSampling, qid: str) -> None:
+    """Raise :class:`VideoError` (``duration_mismatch``) when the decoded clip and the annotation disagree by more
+    than ``max_duration_mismatch`` x the annotated duration (and more than ``duration_tolerance`` seconds): the
+    ground truth would point at times the model never sees (a 30.7 s file annotated as 120 s, truth at 100-110 s).
+
+    >>> vf = VideoFrames(path="v.mp4", frames=None, timestamps=[], frame_indices=[], sample_fps=2.0, video_fps=30.0,
+    ...                  clip_frames=921, video_start=None, video_end=None, decoded_duration=30.7,
+    ...                  **_duration_fields(30.7, 120.0, VideoSampling()), max_pts_error=0.0)
+    >>> check_duration(vf, VideoSampling(), "q1")
+    Traceback (most recent call last):
+    ...
+    timegrpo.data.video.VideoError: v.mp4: duration_mismatch: decoded 30.7 s but annotated 120 s (qid q1): ...
+    """
+    if vf.duration_mismatch is None or not sampling.max_duration_mismatch:
+        return
+    limit = max(sampling.duration_tolerance, sampling.max_duration_mismatch * float(vf.annotated_duration))
+    if abs(vf.duration_mismatch) > limit:
+        raise VideoError(vf.path, "duration_mismatch",
+                         f"decoded {vf.decoded_duration:.1f} s but annotated {vf.annotated_duration:g} s (qid {qid}): "
+                         "is it the right file? (set data.max_duration_mismatch 0 to accept such videos)")
 
 
 # ----------------------------------------------------------------------------------------------- cache

@@ -14,11 +14,13 @@ line (:func:`read_windows`, or :func:`read_windows_and_answer` for grounded QA) 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from timegrpo.data.schema import Sample
+from timegrpo.evaluate.config import PredictionError
 from timegrpo.metrics import nextgqa_metrics, qvhighlights_metrics, rextime_metrics, saliency_labels
 from timegrpo.parsing import answer_letter_of, parse_answer, parse_glue, parse_letter
 from timegrpo.registry import Registry
@@ -34,6 +36,7 @@ class Prediction:
     windows: list[list[float]]  # ranked [[s, e, score], ...]; empty when unparsable / missing
     saliency: list[float] | None = None
     answer: str | None = None  # option letter, None when none / unparsable
+    invalid: int = 0  # given windows that were not [start <= end] finite numbers (scored as INVALID_WINDOW)
 
     @property
     def top1(self) -> tuple[float, float] | None:
@@ -60,52 +63,110 @@ class Benchmark:
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 
 
-def _windows_of(raw: Any, where: str) -> list[list[float]]:
-    out = []
-    for k, w in enumerate(raw or []):
-        if not isinstance(w, (list, tuple)) or len(w) < 2:
-            raise ValueError(f"{where}: pred_relevant_windows[{k}] = {w!r} is not [start, end(, score)]")
-        score = float(w[2]) if len(w) > 2 else 1.0 - k / max(len(raw), 1)  # no score: keep the given rank
-        out.append([float(w[0]), float(w[1]), score])
-    return out
+#: What an invalid predicted window is scored as: the empty window at 0, which overlaps no ground truth (IoU 0
+#: under every metric, a false positive in MR-mAP), keeping its rank and score.
+INVALID_WINDOW = (0.0, 0.0)
+
+
+def valid_window(w: Any) -> tuple[float, float] | None:
+    """``(start, end)`` of a predicted window when it is one: two finite numbers with ``start <= end`` (a bool or a
+    string is not a number); None otherwise.
+
+    >>> valid_window([1, 2.5, 0.9]), valid_window([3, 1]), valid_window(["1", 2]), valid_window([float("nan"), 1])
+    ((1.0, 2.5), None, None, None)
+    """
+    if not isinstance(w, (list, tuple)) or len(w) < 2:
+        return None
+    s, e = w[0], w[1]
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (s, e)):
+        return None
+    return (float(s), float(e)) if s <= e else None
+
+
+def _score_of(w: Any, k: int, n: int) -> float:
+    """A window's confidence; without one (or with a non-numeric one) the given rank is kept."""
+    if isinstance(w, (list, tuple)) and len(w) > 2:
+        try:
+            score = float(w[2])
+        except (TypeError, ValueError):
+            score = math.nan
+        if math.isfinite(score):
+            return score
+    return 1.0 - k / max(n, 1)
+
+
+def _windows_of(raw: Any) -> tuple[list[list[float]], int]:
+    """The ranked ``[[s, e, score], ...]`` of ``pred_relevant_windows`` and how many were invalid (non-numeric,
+    NaN, infinite or reversed: scored as :data:`INVALID_WINDOW`, never credit)."""
+    items = raw if isinstance(raw, (list, tuple)) else [raw]
+    out, invalid = [], 0
+    for k, w in enumerate(items):
+        span = valid_window(w)
+        invalid += span is None
+        out.append([*(span or INVALID_WINDOW), _score_of(w, k, len(items))])
+    return out, invalid
 
 
 def read_windows(rec: dict[str, Any] | None, sample: Sample, strict: bool = False,
                  from_completion: bool = False) -> Prediction:
-    """The ranked windows (and saliency scores) of one record: ``pred_relevant_windows`` as given, or the span
-    of the raw ``completion`` (:func:`timegrpo.parsing.parse_answer`; when it has none, the first span of a
-    ``<glue>`` block, VideoChat-R1's grounded-QA answer). ``from_completion`` parses the completion even when
-    windows are given. None (a missing prediction) has no window.
+    """The ranked windows (and saliency scores) of one record: ``pred_relevant_windows`` as given (invalid ones
+    counted and scored as :data:`INVALID_WINDOW`), or the span of the raw ``completion``
+    (:func:`timegrpo.parsing.parse_answer`; when it has none and not ``strict``, the first span of a ``<glue>``
+    block, VideoChat-R1's grounded-QA answer: Time-R1's parser, which ``strict`` follows, knows no ``<glue>``).
+    ``from_completion`` parses the completion even when windows are given. None (a missing prediction) has no
+    window.
 
     >>> s = Sample("1", "v", None, 30.0, "q", [(0.0, 5.0)])
     >>> read_windows({"completion": "<answer>2 to 50</answer>"}, s).windows
     [[2.0, 30.0, 1.0]]
     >>> read_windows({"pred_relevant_windows": [[1, 2], [3, 4]]}, s).windows
     [[1.0, 2.0, 1.0], [3.0, 4.0, 0.5]]
+    >>> read_windows({"completion": "<glue>[[3, 9]]</glue>"}, s, strict=True).windows
+    []
     """
+    return _read(rec, sample, strict, from_completion, glue=not strict)
+
+
+def _read(rec: dict[str, Any] | None, sample: Sample, strict: bool, from_completion: bool, *,
+          glue: bool) -> Prediction:
     if rec is None:
         return Prediction([])
     text = rec.get("completion")
+    invalid = 0
     if "pred_relevant_windows" in rec and not (from_completion and text is not None):
-        windows = _windows_of(rec["pred_relevant_windows"], f"prediction for qid {sample.qid}")
+        windows, invalid = _windows_of(rec["pred_relevant_windows"])
     elif text is not None:
         span = parse_answer(text, sample.duration, strict=strict)
-        if span is None:
-            glue = parse_glue(text, sample.duration, strict=strict)
-            span = glue[0] if glue else None
+        if span is None and glue:
+            glued = parse_glue(text, sample.duration, strict=strict)
+            span = glued[0] if glued else None
         windows = [] if span is None else [[span[0], span[1], 1.0]]
     else:
         windows = []
-    saliency = rec.get("pred_saliency_scores")
-    return Prediction(windows, None if saliency is None else [float(x) for x in saliency])
+    return Prediction(windows, _saliency_of(rec.get("pred_saliency_scores"), sample.qid), invalid=invalid)
+
+
+def _saliency_of(raw: Any, qid: str) -> list[float] | None:
+    """``pred_saliency_scores`` as floats; a value that is not a finite number is an error naming the qid (the
+    ranking metrics have no "no credit" for one clip)."""
+    if raw is None:
+        return None
+    try:
+        out = [float(x) for x in raw]
+    except (TypeError, ValueError):
+        out = [math.nan]
+    if not all(math.isfinite(x) for x in out):
+        raise PredictionError(f"qid {qid}: pred_saliency_scores must be finite numbers, got {str(raw)[:80]}")
+    return out
 
 
 def read_windows_and_answer(rec: dict[str, Any] | None, sample: Sample, strict: bool = False,
                             from_completion: bool = False) -> Prediction:
     """:func:`read_windows` plus the answered option letter: ``pred_answer`` (or ReXTime's ``ans``) as a letter,
     an option index or an option's text (None when it is none of them), else parsed from the completion
-    (:func:`timegrpo.parsing.parse_letter`)."""
-    pred = read_windows(rec, sample, strict, from_completion)
+    (:func:`timegrpo.parsing.parse_letter`). ``<glue>`` spans are read under ``strict`` too: they are the answer
+    format of the grounded-QA models these benchmarks score."""
+    pred = _read(rec, sample, strict, from_completion, glue=True)
     if rec is None:
         return pred
     options = sample.meta.get("options")

@@ -17,16 +17,22 @@ from typing import Any
 
 from timegrpo.config import ConfigError, DataConfig
 from timegrpo.config.core import check, check_choice, opt, section
+from timegrpo.errors import UserError
 
 #: The DataConfig fields that set video sampling (:meth:`DataConfig.video_sampling_kwargs`).
 VIDEO_FIELDS = ("fps", "nframes", "min_frames", "max_frames", "min_pixels", "max_pixels", "total_pixels",
-                "prefer_duration", "duration_tolerance")
+                "prefer_duration", "duration_tolerance", "max_duration_mismatch")
 ON_BAD = ("error", "skip", "clip")
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
-class EvalError(RuntimeError):
+class EvalError(UserError, RuntimeError):
     """A problem with an eval run's inputs or output folder; the message says what to do."""
+
+
+class PredictionError(UserError, ValueError):
+    """A predictions file that cannot be scored (not json, no qid, a value of the wrong kind); the message names
+    the file, the line or qid, and the fix. Invalid windows are not errors: they are counted and score 0."""
 
 
 def require(cfg: Any, *names: str) -> None:
@@ -61,6 +67,7 @@ class VideoOptions:
     total_pixels: int | None = _data_field("total_pixels")
     prefer_duration: str = _data_field("prefer_duration")
     duration_tolerance: float = _data_field("duration_tolerance")
+    max_duration_mismatch: float = _data_field("max_duration_mismatch")
 
     def __post_init__(self) -> None:
         try:
@@ -181,7 +188,9 @@ class ScoreConfig:
     on_bad: str = opt("clip", "Annotation anomaly policy passed to the reader: error, skip or clip.")
     durations: str | None = opt(None, "Durations file for formats without them (Charades-STA).")
     missing: str = opt("zero", "Annotations without a prediction: score as unparsable (zero) or leave out (skip).")
-    strict: bool = opt(False, "Parse completions exactly as Time-R1 does.")
+    strict: bool = opt(False, "Parse completions exactly as Time-R1's training code does (no <glue> fallback).")
+    protocol: str = opt("spec", "Evaluation protocol (timegrpo.evaluate.protocols): spec (SPEC section 0, R1 counts "
+                        "IoU >= m) or time_r1 (Time-R1's eval scripts: last 'x to y' anywhere, R1 counts IoU > m).")
     from_completion: bool = opt(False, "Parse 'completion' even when 'pred_relevant_windows' is present.")
 
     def __post_init__(self) -> None:
@@ -190,3 +199,6 @@ class ScoreConfig:
         check_choice("benchmark", self.benchmark, ("auto", *BENCHMARKS.names()))
         check_choice("on_bad", self.on_bad, ON_BAD)
         check_choice("missing", self.missing, ("zero", "skip"))
+        from timegrpo.evaluate.protocols import PROTOCOLS
+
+        check_choice("protocol", self.protocol, PROTOCOLS.names())

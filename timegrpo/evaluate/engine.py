@@ -161,11 +161,14 @@ def vllm_completer(llm: Any, processor: Any, template: Any, sampling: SamplingPa
 
 @dataclass
 class Skipped:
-    """A sample left out because its video could not be sampled (``kind`` from :class:`VideoError`)."""
+    """A sample left out: its video could not be sampled (``stage`` video, ``kind`` from :class:`VideoError`), or
+    the annotation reader dropped its record (``stage`` annotation, ``kind`` the anomaly; ``qid`` None when the
+    record could not be parsed, ``detail`` then says where it is)."""
 
-    qid: str
+    qid: str | None
     kind: str
     detail: str
+    stage: str = "video"
 
 
 @dataclass

@@ -9,11 +9,14 @@ to ``timegrpo score`` (any producer: ``pred_relevant_windows`` or a raw ``comple
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from timegrpo.evaluate.config import PredictionError
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -29,9 +32,9 @@ def _record(line: str, path: Path | str, lineno: int, fix: str) -> dict[str, Any
     try:
         rec = json.loads(line)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} line {lineno}: not valid json ({err}); {fix}") from None
+        raise PredictionError(f"{path} line {lineno}: not valid json ({err}); {fix}") from None
     if not isinstance(rec, dict) or "qid" not in rec:
-        raise ValueError(f"{path} line {lineno}: a prediction must be a json object with a 'qid'")
+        raise PredictionError(f"{path} line {lineno}: a prediction must be a json object with a 'qid'")
     return rec
 
 
@@ -65,19 +68,22 @@ def load_predictions(path: str | Path) -> tuple[dict[str, dict[str, Any]], int]:
     """
     records: dict[str, dict[str, Any]] = {}
     duplicates = 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            rec = _record(line, path, lineno, "fix or remove the line")
-            if not any(k in rec for k in ("pred_relevant_windows", "completion", "pred_saliency_scores")):
-                raise ValueError(f"{path} line {lineno} (qid {rec['qid']}): needs 'pred_relevant_windows' or "
-                                 "'completion' (or 'pred_saliency_scores')")
-            qid = str(rec["qid"])
-            if qid in records:
-                duplicates += 1
-                continue
-            records[qid] = rec
+    try:
+        lines = list(io.StringIO(Path(path).read_text(encoding="utf-8")))  # newlines as a file reads them
+    except UnicodeDecodeError as err:
+        raise PredictionError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); re-save it as UTF-8") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        rec = _record(line, path, lineno, "fix or remove the line")
+        if not any(k in rec for k in ("pred_relevant_windows", "completion", "pred_saliency_scores")):
+            raise PredictionError(f"{path} line {lineno} (qid {rec['qid']}): needs 'pred_relevant_windows' or "
+                                  "'completion' (or 'pred_saliency_scores')")
+        qid = str(rec["qid"])
+        if qid in records:
+            duplicates += 1
+            continue
+        records[qid] = rec
     return records, duplicates
 
 

@@ -214,7 +214,7 @@ def done_qids(out: Path) -> set[str]:
 
 def _write_skipped(path: Path, skipped: list[Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(dataclasses.asdict(s)) + "\n" for s in skipped), encoding="utf-8")
+    write_atomic(path, "".join(json.dumps(dataclasses.asdict(s)) + "\n" for s in skipped))
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -250,8 +250,9 @@ def predict(cfg: EvalConfig, dist: Dist, mine: list[Any], video: Any, template: 
     return skipped
 
 
-def _gather_parts(out: Path, selected: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Merge the ranks' part files into predictions.jsonl and skipped.jsonl; returns (records, skipped)."""
+def _gather_parts(out: Path, selected: list[Any], report: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Merge the ranks' part files into predictions.jsonl and skipped.jsonl (the records the annotation reader
+    dropped first, then the samples whose video failed); returns (records, skipped)."""
     from timegrpo.evaluate.engine import Skipped
     from timegrpo.evaluate.predictions import merge_predictions
 
@@ -259,7 +260,12 @@ def _gather_parts(out: Path, selected: list[Any]) -> tuple[list[dict[str, Any]],
     target = out / "predictions.jsonl"
     records = merge_predictions(target, parts, [s.qid for s in selected]) if parts else read_predictions(target)[0]
     skip_parts = sorted((out / "parts").glob("skipped.rank*.jsonl"))
-    skipped = [json.loads(line) for p in skip_parts for line in p.read_text(encoding="utf-8").splitlines()]
+    sources = skip_parts or [out / "skipped.jsonl"] * (out / "skipped.jsonl").is_file()  # a finished run, rescored
+    videos = [s for p in sources for s in map(json.loads, p.read_text(encoding="utf-8").splitlines())
+              if s.get("stage", "video") == "video"]
+    annotations = [{"qid": d["qid"], "kind": d["kind"], "detail": f"{d['where']}: {d['detail']}", "stage": "annotation"}
+                   for d in report.dropped_records]
+    skipped = annotations + videos
     _write_skipped(out / "skipped.jsonl", [Skipped(**s) for s in skipped])
     for p in skip_parts:
         p.unlink()
@@ -277,8 +283,8 @@ def finish(cfg: EvalConfig, out: Path, selected: list[Any], report: Any, templat
     from timegrpo.evaluate.plots import write_plots
     from timegrpo.evaluate.score import eval_metrics, markdown_table
 
-    records, skipped = _gather_parts(out, selected)
-    kinds = Counter(report.dropped) + Counter(s["kind"] for s in skipped)
+    records, skipped = _gather_parts(out, selected, report)
+    kinds = Counter(s["kind"] for s in skipped)
     benchmark = detect_benchmark(selected, report.format)
     metrics, result = eval_metrics(selected, records, benchmark=benchmark, think=template.think, skipped=dict(kinds))
     metrics["annotations"] = {k: v for k, v in report.to_dict().items() if k != "examples"}
@@ -286,7 +292,7 @@ def finish(cfg: EvalConfig, out: Path, selected: list[Any], report: Any, templat
     _write_json(out / "metrics.json", metrics)
     title = f"{Path(str(cfg.model)).name} on {Path(str(cfg.annotations)).name} ({benchmark}, {cfg.template})"
     table = markdown_table(result, title)
-    (out / "metrics.md").write_text(table + "\n", encoding="utf-8")
+    write_atomic(out / "metrics.md", table + "\n")
     by_qid = {str(r["qid"]): r for r in records}
     write_plots([by_qid[s.qid] for s in selected if s.qid in by_qid], [s for s in selected if s.qid in by_qid],
                 out / "plots")

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from timegrpo.config.core import ConfigError
 from timegrpo.data.schema import Sample
 from timegrpo.evaluate.benchmarks import BENCHMARKS, detect_benchmark
-from timegrpo.evaluate.config import ScoreConfig
-from timegrpo.evaluate.predictions import load_predictions
+from timegrpo.evaluate.config import PredictionError, ScoreConfig
+from timegrpo.evaluate.predictions import load_predictions, write_atomic
+from timegrpo.evaluate.protocols import PROTOCOLS
 from timegrpo.metrics import grounding_metrics
 from timegrpo.rewards import get_reward
-from timegrpo.spans import temporal_iou
 
 #: Counts worth a line on stderr, with what they mean.
 NOTES = (
@@ -42,6 +43,7 @@ NOTES = (
     ("n_unknown_qid", "predictions whose qid is not in the annotations (ignored)"),
     ("n_duplicate_prediction", "duplicated prediction qids (the first is used)"),
     ("n_unparsed", "queries without a parsable prediction (IoU 0)"),
+    ("n_invalid_windows", "predicted windows that were not finite [start <= end] numbers (scored IoU 0)"),
     ("n_no_gt_windows", "annotations without a ground-truth window (not scored)"),
     ("n_annotation_dropped", "annotations dropped by the reader (--on-bad)"),
 )
@@ -65,13 +67,19 @@ class ScoreResult:
 
 def score_samples(
     samples: Sequence[Sample], predictions: dict[str, dict[str, Any]], *, benchmark: str = "grounding",
-    missing: str = "zero", strict: bool = False, from_completion: bool = False,
+    missing: str = "zero", strict: bool = False, from_completion: bool = False, protocol: str = "spec",
 ) -> ScoreResult:
     """Score ``predictions`` (``{qid: record}``) against ``samples`` with the metric set ``benchmark``
-    (:data:`timegrpo.evaluate.benchmarks.BENCHMARKS`); see the module docstring."""
+    (:data:`timegrpo.evaluate.benchmarks.BENCHMARKS`) under the evaluation ``protocol``
+    (:data:`timegrpo.evaluate.protocols.PROTOCOLS`); see the module docstring."""
     if missing not in ("zero", "skip"):
         raise ValueError(f"missing must be 'zero' or 'skip', not {missing!r}")
     bench = BENCHMARKS.get(benchmark)
+    proto = PROTOCOLS.get(protocol)
+    if proto.benchmarks is not None and benchmark not in proto.benchmarks:
+        raise ConfigError(f"protocol {protocol!r} scores {', '.join(proto.benchmarks)} only, not {benchmark!r}; "
+                          f"pass --benchmark {proto.benchmarks[0]} (its R1/mIoU) or the default --protocol spec")
+    read = proto.read or bench.read
     qids = {s.qid for s in samples}
     counts = {
         "n_annotations": len(samples),
@@ -81,10 +89,11 @@ def score_samples(
     kept = [s for s in samples if missing == "zero" or s.qid in predictions]
     with_gt = [s for s in kept if s.windows]
     counts["n_no_gt_windows"] = len(kept) - len(with_gt)
-    preds = [bench.read(predictions.get(s.qid), s, strict, from_completion) for s in with_gt]
+    preds = [read(predictions.get(s.qid), s, strict, from_completion) for s in with_gt]
     counts["n_scored"] = len(with_gt)
     counts["n_unparsed"] = sum(p.top1 is None for p in preds)
-    metrics = grounding_metrics([temporal_iou(p.top1, s.windows) for p, s in zip(preds, with_gt)])
+    counts["n_invalid_windows"] = sum(p.invalid for p in preds)
+    metrics = grounding_metrics([proto.iou(p.top1, s.windows) for p, s in zip(preds, with_gt)], above=proto.above)
     more_metrics, more_counts = bench.metrics(with_gt, preds)
     metrics.update(more_metrics)
     counts.update(more_counts)
@@ -118,15 +127,20 @@ def score_file(cfg: ScoreConfig) -> tuple[ScoreResult, str]:
     samples, report = load_annotations(cfg.annotations, cfg.format, on_bad=cfg.on_bad, durations=cfg.durations)
     predictions, duplicates = load_predictions(cfg.predictions)
     benchmark = detect_benchmark(samples, report.format) if cfg.benchmark == "auto" else cfg.benchmark
-    result = score_samples(samples, predictions, benchmark=benchmark, missing=cfg.missing, strict=cfg.strict,
-                           from_completion=cfg.from_completion)
+    if cfg.protocol != "spec" and cfg.benchmark == "auto":
+        benchmark = "grounding"  # a protocol defined for R1/mIoU only scores the benchmark as grounding
+    try:
+        result = score_samples(samples, predictions, benchmark=benchmark, missing=cfg.missing, strict=cfg.strict,
+                               from_completion=cfg.from_completion, protocol=cfg.protocol)
+    except PredictionError as err:
+        raise PredictionError(f"{cfg.predictions}: {err}") from None
     result.counts["n_duplicate_prediction"] = duplicates
     for kind, n in sorted(report.counts.items()):
         result.counts[f"n_annotation_{kind}"] = n
     result.counts["n_annotation_dropped"] = report.n_dropped
     table = markdown_table(result, f"{Path(cfg.predictions).name} vs {Path(cfg.annotations).name} ({benchmark})")
     if cfg.out_md:
-        Path(cfg.out_md).write_text(table + "\n", encoding="utf-8")
+        write_atomic(cfg.out_md, table + "\n")
     return result, table
 
 

@@ -19,8 +19,43 @@ from typing import Any
 
 from timegrpo.hub.run import CARD_METRICS, EvalRun, RunInfo
 
-#: Extra columns of the card's evaluation table when ``metrics.json`` has them.
-TABLE_EXTRAS: tuple[str, ...] = ("format_rate", "n")
+#: Extra columns of the card's evaluation table when ``metrics.json`` has them (``n_skipped``: queries left out
+#: of ``n`` by the annotation reader or for an unreadable video, shown beside ``n``).
+TABLE_EXTRAS: tuple[str, ...] = ("format_rate", "n", "n_skipped")
+#: A Hugging Face Hub repository id (``owner/name``).
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(value: str | None) -> bool:
+    """``owner/name`` and not a file or folder here: what may go into ``datasets:`` or be shown as is.
+
+    >>> is_hub_id("lmms-lab/charades_sta"), is_hub_id("/data/train.jsonl"), is_hub_id("charades_sta"), is_hub_id(None)
+    (True, False, False, False)
+    """
+    return bool(value) and HUB_ID.match(str(value)) is not None and not Path(str(value)).exists()
+
+
+def public(value: str | None) -> str:
+    """A path or id as the card may show it: a Hub id as is, a local path by its name only (no folders of the
+    machine that trained it).
+
+    >>> public("Qwen/Qwen2.5-VL-7B-Instruct"), public("/home/me/data/charades/train.jsonl"), public(None)
+    ('Qwen/Qwen2.5-VL-7B-Instruct', 'train.jsonl (local file)', '-')
+    """
+    if not value:
+        return "-"
+    return str(value) if is_hub_id(value) else f"{Path(str(value)).name} (local file)"
+
+
+def public_command(command: str | None) -> str | None:
+    """``command`` with every absolute path replaced by its name.
+
+    >>> public_command("accelerate launch -m timegrpo.train --config /home/me/r.yaml --data.video_dir=/mnt/v")
+    'accelerate launch -m timegrpo.train --config r.yaml --data.video_dir=v'
+    """
+    if command is None:
+        return None
+    return re.sub(r"(?<![\w.])/[^\s=]+", lambda m: Path(m.group(0)).name, command)
 TASK_TYPE = "temporal-video-grounding"
 TASK_NAME = "Temporal Video Grounding"
 #: Licences of the Hub base models the shipped recipes start from (anything else: ``other`` unless given).
@@ -107,11 +142,9 @@ def card_metadata(run: RunInfo, evals: Sequence[EvalRun], *, repo_id: str, base_
                    metric_value=round(ev.metrics[key], 2))
         for ev in evals for key in CARD_METRICS if key in ev.metrics
     ]
-    if datasets is None:
-        fmt = run.cfg.data.format
-        train = run.cfg.data.train_file
-        datasets = [fmt] if fmt else [Path(train).stem] if train else []
-        datasets = list(dict.fromkeys([*datasets, *(ev.name for ev in evals)]))
+    if datasets is None:  # only Hub dataset ids: the data files the run read from the Hub, if any
+        d = run.cfg.data
+        datasets = list(dict.fromkeys(f for f in (d.train_file, d.eval_file) if is_hub_id(f)))
     other: dict[str, str] = {}
     if license == "other":
         other["license_name"] = "same-as-base-model"
@@ -155,7 +188,7 @@ def _rl_rows(run: RunInfo) -> list[tuple[str, str]]:
             ("temperature", _fmt(t.temperature)),
             ("max completion tokens", _fmt(t.max_completion_length))]
     if cfg.method == "opd":
-        rows.append(("teacher", f"`{t.teacher_model_name_or_path}`"))
+        rows.append(("teacher", f"`{public(t.teacher_model_name_or_path)}`"))
     return rows
 
 
@@ -181,11 +214,11 @@ def _training_rows(run: RunInfo) -> list[tuple[str, str]]:
         ("steps", steps),
         ("batch", f"{s.per_device_train_batch_size} prompt(s)/device x {s.gradient_accumulation_steps} accumulation"),
         ("trained parts", _trained_parts(cfg.model)),
-        ("train data", f"`{d.train_file}` (format `{d.format or 'auto'}`)"),
-        ("eval data", f"`{d.eval_file}`" if d.eval_file else "-"),
+        ("train data", f"`{public(d.train_file)}` (format `{d.format or 'auto'}`)"),
+        ("eval data", f"`{public(d.eval_file)}`" if d.eval_file else "-"),
         ("video sampling", f"{frames}, total_pixels {_fmt(d.total_pixels)}, min_pixels {d.min_pixels}"),
         ("prompt template", f"`{d.prompt_template}`"),
-        ("start model", f"`{cfg.model.model_name_or_path}`"),
+        ("start model", f"`{public(cfg.model.model_name_or_path)}`"),
     ]
     return rows
 
@@ -197,7 +230,7 @@ def eval_table(evals: Sequence[EvalRun]) -> str:
     rows = []
     for ev in evals:
         values = [ev.metrics.get(k) for k in (*CARD_METRICS, *extras)]
-        cells = ["-" if v is None else (f"{int(v)}" if k == "n" else f"{v:.2f}")
+        cells = ["-" if v is None else (f"{int(v)}" if k.startswith("n") else f"{v:.2f}")
                  for k, v in zip((*CARD_METRICS, *extras), values, strict=True)]
         rows.append([ev.title, ev.split or "-", f"`{ev.annotations}`" if ev.annotations else "-", *cells])
     return _table(header, rows)
@@ -260,7 +293,7 @@ def card_body(run: RunInfo, evals: Sequence[EvalRun], *, repo_id: str, base_mode
     name = repo_id.split("/")[-1]
     what = ("supervised fine-tuning" if run.kind == "sft"
             else f"RL post-training ({method_names(run.cfg.method).short})")
-    start = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else f"`{run.cfg.model.model_name_or_path}`"
+    start = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else f"`{public(run.cfg.model.model_name_or_path)}`"
     parts = [f"# {name}", "",
              f"A temporal video grounding model: {start} after {what} with "
              "timegrpo. Given a video and a description of an event, it "
@@ -284,8 +317,9 @@ def card_body(run: RunInfo, evals: Sequence[EvalRun], *, repo_id: str, base_mode
     parts += ["## Reproduce", "", "The recipe of this run is in this repository as `recipe.yaml` (the resolved "
               "config, every override included). From a timegrpo checkout, the launch command as the recipe "
               "states it:", "", "```bash",
-              run.command or "(the recipe states none)", "```", "", "Exactly this run, from the uploaded recipe:",
-              "", "```bash", reproduce_command(run.command), "```", ""]
+              public_command(run.command) or "(the recipe states none)", "```", "",
+              "Exactly this run, from the uploaded recipe:", "", "```bash",
+              reproduce_command(public_command(run.command)), "```", ""]
     return "\n".join(parts)
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from timegrpo.errors import UserError
+
 #: Metrics of the ``model-index`` (percentages, as :func:`timegrpo.metrics.grounding_metrics` gives them).
 CARD_METRICS: tuple[str, ...] = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
 #: Display names of the benchmarks (keys: annotation format / benchmark names used across timegrpo).
@@ -27,7 +29,7 @@ DATASET_NAMES: dict[str, str] = {
 }
 
 
-class PushError(RuntimeError):
+class PushError(UserError, RuntimeError):
     """Publishing failed; the message says what was wrong and what to do."""
 
 

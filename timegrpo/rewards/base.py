@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from timegrpo.errors import UserError
 from timegrpo.registry import Registry
 
 RewardFunc = Callable[..., list[float | None]]
@@ -43,7 +44,7 @@ LOG_EXTRA = "log_extra"
 REWARDS: Registry[RewardFunc] = Registry("reward")
 
 
-class RewardError(RuntimeError):
+class RewardError(UserError, RuntimeError):
     """A reward function failed or broke the protocol; the message names the reward and the sample."""
 
 

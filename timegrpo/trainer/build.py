@@ -28,6 +28,11 @@ def load_samples(cfg: Any, which: str = "train") -> list[Any]:
     samples, report = load_annotations(path, d.format, on_bad=d.on_bad, durations=d.durations,
                                        video_dir=d.video_dir, drop_duplicates=d.drop_duplicates)
     logger.info("%s: %d samples (%s); anomalies %s", path, len(samples), report.format, dict(report.counts))
+    if not samples:
+        dropped = ", ".join(f"{k} {v}" for k, v in sorted(report.dropped.items())) or "none"
+        raise ConfigError(f"data.{which}_file: no sample of {path} is left to use ({report.records} records, dropped "
+                          f"under data.on_bad {d.on_bad}: {dropped}); check data.video_dir ({d.video_dir}) and "
+                          "data.format, or inspect the file with `timegrpo data inspect`")
     limit = d.max_train_samples if which == "train" else d.max_eval_samples
     return samples[:limit] if limit else samples
 

@@ -147,7 +147,7 @@ class DynamicSampler:
         for k in range(o.accumulation):
             first = start + k * o.per_micro_batch + o.rank * o.per_device
             positions = list(range(first, first + o.per_device))
-            indices = [self._sample_index(p) for p in positions]
+            indices = [tr.bad_videos.usable(self._sample_index(p)) for p in positions]  # data.on_bad
             samples = [tr.samples[i] for i in indices]
             seed = self.seed_fn(tr.args.seed, step, indices[0] + draw * o.n)
             batch, rewards, log = tr.draw(tr.prompt_inputs(samples), samples, seed)

@@ -135,7 +135,9 @@ class GRPOTrainer(TrainLoop):
         self.reference = self.prepare_frozen(self.reference, "reference")
         self.teacher = self.prepare_frozen(teacher, "teacher")
         self.vision_counter = VisionCallCounter(self.model)
-        self.inputs = InputPrefetch(self, cfg.data.prompt_template, cfg.data.num_workers)
+        self.inputs = InputPrefetch(self, cfg.data.prompt_template, cfg.data.num_workers, cfg.data.on_bad,
+                                    cfg.data.train_file)
+        self.bad_videos = self.inputs.bad_videos
         self._last_completions: list[dict[str, Any]] = []
         self.sampler = DynamicSampler(self, rollout_seed) if t.dynamic_sampling else None
 

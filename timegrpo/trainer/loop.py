@@ -6,7 +6,8 @@ One optimiser step takes ``S = gradient_accumulation_steps`` micro-batches of ``
 samples on each of ``W`` processes; which samples is :class:`DataOrder`'s business, so it depends on
 ``(seed, step)`` only: 1 process x 2 accumulation and 2 processes x 1 accumulation see the same samples in a
 step, and a resumed run sees what the uninterrupted run did. Exact resume also restores model, optimiser,
-scheduler, RNG and the step counter (``Accelerator.save_state``).
+scheduler and RNG (``Accelerator.save_state``) and the step counter (JSON, :data:`STATE_FILE`); a checkpoint is
+written under a temporary name and renamed when complete, so a kill never leaves one that resume would trust.
 
 The learning-rate schedule is built for ``total_steps * updates_per_step`` optimiser updates. Accelerate steps
 a prepared scheduler once per process at each update (it assumes a loader whose length shrinks with ``W``; a
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +35,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from timegrpo.config.core import ConfigError
 from timegrpo.data.order import epoch_permutation
 from timegrpo.models.loading import merged_lora_state_dict, unwrap
 from timegrpo.trainer.launch import (
@@ -41,6 +45,7 @@ from timegrpo.trainer.launch import (
     make_accelerator,
     prepare_frozen,
 )
+from timegrpo.trainer.skips import dedupe_skipped
 
 StepHook = Callable[[dict[str, float]], None]
 
@@ -150,8 +155,8 @@ class TrainLoop(ABC):
         optimizer, scheduler = self._optimizer(model, updates_per_step)
         configure_deepspeed(acc, args)
         self.model, self.optimizer, self.scheduler = acc.prepare(model, optimizer, scheduler)
-        self.state = {"step": 0}
-        acc.register_for_checkpointing(_StateHolder(self.state))
+        self.state = {"step": 0}  # the trainer's counters, saved as JSON in every checkpoint (never pickled)
+        self.bad_videos: Any = None  # a timegrpo.trainer.skips.BadVideos when the trainer reads videos
         self.output_dir = Path(args.output_dir)
         self.history: list[dict[str, float]] = []
 
@@ -216,25 +221,37 @@ class TrainLoop(ABC):
         bar = tqdm(total=self.total_steps, initial=self.state["step"], desc=self.desc,
                    disable=not (progress and self.accelerator.is_main_process))
         t0 = time.perf_counter()
-        while self.state["step"] < self.total_steps:
-            if max_seconds is not None and self._elapsed(t0) >= max_seconds:
-                break
-            metrics = self.train_step()
-            evaluated = self.evaluator(self) if self.evaluator is not None else {}
-            metrics.update(evaluated)
-            self.history.append(metrics)
-            if on_step is not None:
-                on_step(metrics)
-            step = self.state["step"]
-            if step % max(1, a.logging_steps) == 0 or step == self.total_steps or evaluated:
-                self.log(metrics)
-            if a.save_steps and step % a.save_steps == 0 and step < self.total_steps:
-                self.save_checkpoint()
-            bar.update(1)
-            bar.set_postfix({k: f"{metrics[k]:.3f}" for k in self.postfix if k in metrics})
-        bar.close()
+        try:
+            while self.state["step"] < self.total_steps:
+                if max_seconds is not None and self._elapsed(t0) >= max_seconds:
+                    break
+                metrics = self.train_step()
+                metrics.update(self._skip_metrics(self.state["step"] - 1))
+                evaluated = self.evaluator(self) if self.evaluator is not None else {}
+                metrics.update(evaluated)
+                self.history.append(metrics)
+                if on_step is not None:
+                    on_step(metrics)
+                step = self.state["step"]
+                if step % max(1, a.logging_steps) == 0 or step == self.total_steps or evaluated:
+                    self.log(metrics)
+                if a.save_steps and step % a.save_steps == 0 and step < self.total_steps:
+                    self.save_checkpoint()
+                bar.update(1)
+                bar.set_postfix({k: f"{metrics[k]:.3f}" for k in self.postfix if k in metrics})
+        finally:
+            bar.close()  # before any error message, so it starts on its own line
         self.save_checkpoint()
+        if self.bad_videos is not None and self.accelerator.is_main_process:
+            dedupe_skipped(self.output_dir)
         return self.history
+
+    def _skip_metrics(self, step: int) -> dict[str, float]:
+        """``skipped_samples``: samples of ``step`` replaced for an unreadable video, over all processes (only
+        under ``data.on_bad`` skip or clip; :mod:`timegrpo.trainer.skips`)."""
+        if self.bad_videos is None or self.bad_videos.on_bad == "error":
+            return {}
+        return self.reduce({"skipped_samples": float(self.bad_videos.replaced(step))}, "sum")
 
     def _elapsed(self, t0: float) -> float:
         elapsed = torch.tensor(time.perf_counter() - t0, device=self.accelerator.device)
@@ -260,15 +277,30 @@ class TrainLoop(ABC):
 
     # ------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path:
-        """``output_dir/checkpoint-STEP``: Accelerate state (model, optimizer, scheduler, RNG, step) under
-        ``state/`` for exact resume, and a ``from_pretrained``-loadable model + processor at the top."""
+        """``output_dir/checkpoint-STEP``: Accelerate state (model, optimizer, scheduler, RNG) under ``state/``,
+        the trainer's counters in ``state/{STATE_FILE}`` (JSON), and a ``from_pretrained``-loadable model +
+        processor at the top.
+
+        Written into ``.checkpoint-STEP.tmp`` and renamed when complete, the counters file last: a kill while
+        saving leaves no ``checkpoint-STEP`` (the temporary folder is removed by the next save), and
+        :meth:`load_checkpoint` refuses a folder without its counters file."""
         path = self.output_dir / f"checkpoint-{self.state['step']}"
-        self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(path / "state"))
-        self.save_pretrained(path)
-        if self.accelerator.is_main_process:
+        tmp = self.output_dir / f".{path.name}.tmp"
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process and tmp.exists():
+            shutil.rmtree(tmp)  # left by a run killed while saving
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp / "state"))
+        self.save_pretrained(tmp)
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (tmp / "state" / STATE_FILE).write_text(json.dumps({"format": 1, **self.state}, indent=1) + "\n")
+            if path.exists():
+                shutil.rmtree(path)  # the same step saved again (a resumed run)
+            os.replace(tmp, path)
             self._rotate_checkpoints()
-        self.accelerator.wait_for_everyone()
+        acc.wait_for_everyone()
         return path
 
     def save_pretrained(self, path: str | Path) -> Path:
@@ -294,35 +326,45 @@ class TrainLoop(ABC):
 
     def _rotate_checkpoints(self) -> None:
         """Delete the oldest ``checkpoint-N`` folders beyond ``save_total_limit``."""
-        import shutil
-
         limit = self.args.save_total_limit
         if not limit:
             return
-        found = sorted(self.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        found = sorted((p for p in self.output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                       key=lambda p: int(p.name.split("-")[-1]))
         for old in found[:-limit]:
             shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Restore model, optimizer, scheduler, RNG and the step counter from a :meth:`save_checkpoint` folder."""
+        """Restore model, optimizer, scheduler, RNG and the step counter from a :meth:`save_checkpoint` folder;
+        a folder without its counters file (an interrupted save, or not a timegrpo checkpoint) is refused."""
         state = Path(path) / "state"
-        if not state.is_dir():
-            raise FileNotFoundError(f"{path} is not a timegrpo checkpoint (no state/ folder): pass an "
-                                    "output_dir/checkpoint-N folder written by a previous run")
+        counters = read_checkpoint_state(path)
         self.accelerator.load_state(str(state))
+        self.state.update({k: v for k, v in counters.items() if k != "format"})
 
 
-class _StateHolder:
-    """Saves the trainer's counters with ``accelerator.save_state`` (``register_for_checkpointing``)."""
+#: The trainer's counters in a checkpoint's ``state/`` folder, written last: the checkpoint's completion marker.
+STATE_FILE = "timegrpo_state.json"
 
-    def __init__(self, state: dict[str, int]) -> None:
-        self.state = state
 
-    def state_dict(self) -> dict[str, int]:
-        return dict(self.state)
-
-    def load_state_dict(self, d: dict[str, int]) -> None:
-        self.state.update(d)
+def read_checkpoint_state(path: str | Path) -> dict[str, Any]:
+    """The counters of a complete checkpoint (``{"format": 1, "step": N, ...}``); a :class:`ConfigError` naming
+    the folder when it is not one (no ``state/``, or no counters file: its save was interrupted)."""
+    state = Path(path) / "state"
+    if not state.is_dir():
+        raise ConfigError(f"resume_from_checkpoint: {path} is not a timegrpo checkpoint (no state/ folder): pass an "
+                          "output_dir/checkpoint-N folder written by a previous run")
+    marker = state / STATE_FILE
+    if not marker.is_file():
+        raise ConfigError(f"resume_from_checkpoint: {path} is incomplete (no state/{STATE_FILE}): its save was "
+                          "interrupted or it was written by an older timegrpo; resume from an earlier checkpoint-N")
+    try:
+        counters = json.loads(marker.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"resume_from_checkpoint: {marker} is not valid JSON ({err})") from None
+    if not isinstance(counters, dict) or not isinstance(counters.get("step"), int):
+        raise ConfigError(f"resume_from_checkpoint: {marker} has no integer 'step'")
+    return counters
 
 
 @contextmanager

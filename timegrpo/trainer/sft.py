@@ -63,7 +63,8 @@ class SFTTrainer(TrainLoop):
         self.template = cfg.data.prompt_template
         self.target = target
         super().__init__(cfg.sft, model, processor, train_samples, accelerator=accelerator, epoch_aligned=True)
-        self.inputs = InputPrefetch(self, self.template, cfg.data.num_workers)
+        self.inputs = InputPrefetch(self, self.template, cfg.data.num_workers, cfg.data.on_bad, cfg.data.train_file)
+        self.bad_videos = self.inputs.bad_videos
         self.model.train()
 
     def loss(self, samples: Sequence[Sample], inputs: dict[str, Any] | None = None) -> torch.Tensor:
