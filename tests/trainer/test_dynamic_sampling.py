@@ -24,7 +24,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
 # The others score the completion's length (a tiny random model's completions differ in length).
 REWARDS = textwrap.dedent("""
     def half_constant(completions, qid, **columns):
-        return [1.0 if int(q[-1]) % 2 == 0 else len(c) / 50.0 for c, q in zip(completions, qid)]
+        return [1.0 if int(q[-1]) % 2 == 0 else len(c[0]["content"]) / 50.0 for c, q in zip(completions, qid)]
 
     def constant(completions, **columns):
         return [1.0] * len(completions)
