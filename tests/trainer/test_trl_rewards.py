@@ -1,7 +1,7 @@
 """TRL rewards, unchanged, inside ``timegrpo train``: TRL's own ``think_format_reward`` (``trl.rewards``), a reward
 written to TRL's protocol that asserts the form of every argument (``trl_style_rewards.py``) and an async one, as
 a user runs them; what ``log_metric`` logs lands in metrics.jsonl and what ``log_extra`` reports in
-completions.jsonl. Once in-process, once under ``accelerate launch`` with 2 CPU processes (slow)."""
+completions.jsonl. Once in-process, once under ``accelerate launch`` (ZeRO-3) with 2 CPU processes (slow)."""
 
 from __future__ import annotations
 
@@ -77,15 +77,17 @@ def test_trl_rewards_train_unchanged(tiny_model, synth_dir, tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_trl_rewards_under_accelerate_launch_with_two_processes(tiny_model, synth_dir, tmp_path, free_port):
-    """``accelerate launch --num_processes 2`` (CPU, gloo): the log_metric names are gathered and their values
-    averaged over both processes, and completions.jsonl holds both processes' completions with their column."""
+    """``accelerate launch --config_file launch/zero3.yaml --num_processes 2`` (DeepSpeed's CPU accelerator, gloo):
+    the log_metric names are gathered and their values averaged over both processes, and completions.jsonl holds
+    both processes' completions with their log_extra column."""
+    pytest.importorskip("deepspeed")
     out = tmp_path / "run"
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", "2", "--cpu",
-           "--mixed_precision", "no", "--main_process_port", str(free_port()), "-m", "timegrpo.train",
-           *run_args(tiny_model, synth_dir, out, tmp_path / "frames")]
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(REPO / "launch" / "zero3.yaml"),
+           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(free_port()),
+           "-m", "timegrpo.train", *run_args(tiny_model, synth_dir, out, tmp_path / "frames")]
     path = os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-           "WANDB_MODE": "offline", "PYTHONPATH": path}
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "PYTHONPATH": path}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     check_logs(out, processes=2)

@@ -187,16 +187,6 @@ def accepted_keywords(fn: Callable[..., Any]) -> frozenset[str] | None:
     return frozenset(p for p, v in params.items() if v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY))
 
 
-def accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
-    """Whether ``fn`` can be called with the keyword ``name`` (a parameter of that name, or ``**kwargs``).
-
-    >>> accepts_keyword(lambda completions, **kw: [], "log_extra"), accepts_keyword(lambda completions: [], "log_extra")
-    (True, False)
-    """
-    accepted = accepted_keywords(fn)
-    return accepted is None or name in accepted
-
-
 def is_async_reward(fn: Callable[..., Any]) -> bool:
     """Whether calling ``fn`` returns a coroutine: an ``async def`` function, a ``functools.partial`` of one, or an
     object whose ``__call__`` is ``async`` (TRL runs these concurrently; so does :class:`RewardSet`).

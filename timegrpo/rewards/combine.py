@@ -166,13 +166,6 @@ class RewardSet:
     def keys(self) -> list[str]:
         return [s.key for s in self.specs]
 
-    @property
-    def logs_metrics(self) -> bool:
-        """Whether any reward can call ``log_metric`` (one takes it, or ``**kwargs``)."""
-        from timegrpo.rewards.base import accepts_keyword
-
-        return any(accepts_keyword(getattr(f, "__wrapped__", f), LOG_METRIC) for f in self.funcs)
-
     def to(self, device: Any) -> RewardSet:
         """Move the reward models among the rewards (anything with a ``to``, e.g.
         :class:`timegrpo.rewards.model.RewardModel`) to ``device``."""
