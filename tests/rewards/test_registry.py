@@ -178,8 +178,8 @@ def test_unknown_name_not_declared_by_any_package():
     assert msg.startswith("unknown reward 'timegrpo_no_such_reward_3f9c'; known: ")
     known = msg.split("; known: ")[1].split(" (or give")[0].split(", ")
     assert known == reward_names() and set(BUILTINS) | set(entry_point_names()) <= set(known)
-    assert msg.endswith("(or give a 'package.module:function' path, or install a package with a "
-                        "'timegrpo.rewards' entry point)")
+    assert msg.endswith("(or give a 'package.module:function' path, a reward model's folder or Hub id, or "
+                        "install a package with a 'timegrpo.rewards' entry point)")
 
 
 def test_plugin_not_found_without_install(monkeypatch):

@@ -24,7 +24,7 @@ from timegrpo.trainer.sft import SFTTrainer
 
 @register_reward("test_length")
 def _length_reward(completions, **columns):
-    return [len(c) / 50.0 for c in completions]
+    return [len(c[0]["content"]) / 50.0 for c in completions]  # TRL's conversational form
 
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"

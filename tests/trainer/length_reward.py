@@ -3,4 +3,4 @@ DeepSpeed tests put this folder on PYTHONPATH and name it ``--train.reward_funcs
 
 
 def length(completions, **columns):
-    return [len(c) / 50.0 for c in completions]
+    return [len(c[0]["content"]) / 50.0 for c in completions]  # TRL's conversational form

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import sys
@@ -23,8 +24,9 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
 # Even-numbered synthetic samples (synth_00000, ...) score 1.0 whatever the completion: zero variance, no signal.
 # The others score the completion's length (a tiny random model's completions differ in length).
 REWARDS = textwrap.dedent("""
-    def half_constant(completions, qid, **columns):
-        return [1.0 if int(q[-1]) % 2 == 0 else len(c) / 50.0 for c, q in zip(completions, qid)]
+    def half_constant(completions, qid, log_extra, **columns):
+        log_extra("reported_qid", list(qid))  # must reach completions.jsonl beside its own completion
+        return [1.0 if int(q[-1]) % 2 == 0 else len(c[0]["content"]) / 50.0 for c, q in zip(completions, qid)]
 
     def constant(completions, **columns):
         return [1.0] * len(completions)
@@ -89,7 +91,8 @@ def test_a_group_reassembled_from_token_ids_gives_the_same_log_probs(reward_dir,
 
 
 def test_trained_groups_all_carry_signal_and_discards_are_counted(reward_dir, synth_dir, tmp_path):
-    trainer = make_trainer(synth_dir, tmp_path, "--train.max_steps", "3", "--train.gradient_accumulation_steps", "2")
+    trainer = make_trainer(synth_dir, tmp_path, "--train.max_steps", "3", "--train.gradient_accumulation_steps", "2",
+                           "--train.log_completions", "true")
     history = trainer.train(progress=False)
     needed, g = 2, 4
     for m in history:
@@ -101,6 +104,10 @@ def test_trained_groups_all_carry_signal_and_discards_are_counted(reward_dir, sy
     assert trainer.state[CURSOR] == sum(m["prompts"] for m in history)
     logged = (tmp_path / "metrics.jsonl").read_text()
     assert '"dynamic_sampling/discarded_rollouts"' in logged and '"dynamic_sampling/rounds"' in logged
+    # the log_extra column follows its completions through the filtering and the reassembly: 3 steps x 2 x G rows
+    rows = [json.loads(x) for x in (tmp_path / "completions.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * needed * g and all(r["reported_qid"] == r["qid"] for r in rows)
+    assert all(int(r["qid"][-1]) % 2 == 1 for r in rows)  # only the samples with signal were trained on
 
 
 def test_without_zero_variance_groups_it_is_the_plain_run(reward_dir, synth_dir, tmp_path):

@@ -20,7 +20,7 @@ if "test_length" not in REWARDS:
 
     @register_reward("test_length")
     def _length_reward(completions, **columns):
-        return [len(c) / 50.0 for c in completions]
+        return [len(c[0]["content"]) / 50.0 for c in completions]  # TRL's conversational form
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
 FAST = ["--train.reward_funcs", "test_length,format", "--train.num_generations", "4",

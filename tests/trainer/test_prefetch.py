@@ -28,7 +28,7 @@ if "test_prefetch_length" not in REWARDS:
 
     @register_reward("test_prefetch_length")
     def _length_reward(completions, **columns):
-        return [len(c) / 50.0 for c in completions]
+        return [len(c[0]["content"]) / 50.0 for c in completions]  # TRL's conversational form
 
 
 def make(kind, synth_dir, out, workers, *overrides, cache=None):

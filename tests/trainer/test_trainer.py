@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,7 +20,7 @@ if "test_length" not in REWARDS:  # a random tiny model scores 0 on tiou/format:
 
     @register_reward("test_length")
     def _length_reward(completions, **columns):
-        return [len(c) / 50.0 for c in completions]
+        return [len(c[0]["content"]) / 50.0 for c in completions]  # TRL's conversational form
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
 FAST = ["--train.reward_funcs", "test_length,format", "--train.num_generations", "4", "--train.max_completion_length", "8", "--train.per_device_train_batch_size",
@@ -68,7 +69,10 @@ def test_logged_iou_is_the_one_the_rewards_report(synth_dir, tmp_path):
         return out
 
     trainer.rewards = rewards
-    total, values = trainer.score(["<answer>1 to 2</answer>", "nonsense"], samples)
+    batch = SimpleNamespace(completions=["<answer>1 to 2</answer>", "nonsense"], num_generations=2,
+                            completion_ids=torch.tensor([[5, 6, 2], [7, 2, 0]]),
+                            completion_mask=torch.tensor([[1, 1, 1], [1, 1, 0]]))
+    total, values, _ = trainer.score(batch, samples)
     assert total.tolist() == [0.5, 1.0]
     assert values["iou"][0] == 0.25 and torch.isnan(values["iou"][1])  # None: no IoU, left out of the mean
     assert values["rewards/tiou/mean"].tolist() == [0.5, 1.0]

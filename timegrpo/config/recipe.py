@@ -333,7 +333,8 @@ class RLConfig(OptimConfig):
         10, "Dynamic sampling: at most this many extra draws per step; then the step trains with the groups it has, "
         "topped up with zero-variance ones, and logs the shortfall.")
     reward_funcs: list[str] = opt_factory(
-        lambda: ["tiou", "format"], "Reward functions by registered name or 'package.module:function', summed."
+        lambda: ["tiou", "format"], "Reward functions, summed: registered names, 'package.module:function' paths "
+        "(TRL's protocol, e.g. trl.rewards:think_format_reward) or a reward model's folder or Hub id."
     )
     reward_weights: list[float] | None = opt(None, "One weight per reward function; None = all 1.")
     logprob_batch_size: int | None = opt(

@@ -3,7 +3,8 @@
 All three parse with :mod:`timegrpo.parsing` and score with :mod:`timegrpo.spans`' IoU functions, the ones the
 metrics use. ``strict=True`` reproduces the original code's parsing exactly; the default is the tolerant parser.
 ``iou`` and ``tiou`` report what they parsed through ``log_extra`` (:func:`report_spans`): ``pred_start``,
-``pred_end`` and the plain temporal ``iou`` of that span, so a trainer logs them without parsing again.
+``pred_end`` and the plain temporal ``iou`` of that span, so a trainer logs them without parsing again; ``glue_iou``
+reports ``pred_spans`` and its merged ``iou``.
 
 Where we depart from Time-R1 (``iou_timestamp_reward`` / ``iou_timestamp_reward_v2`` in
 ``xiaomi-research/time-r1`` ``main.py``; the latter is its ``iou_v2``, our ``tiou``):
@@ -133,27 +134,39 @@ def tiou_reward(
 
 
 @register_reward("glue_iou")
-def glue_iou_reward(completions: Sequence[Any], *, strict: bool = False, **columns: Any) -> list[float | None]:
+def glue_iou_reward(completions: Sequence[Any], *, strict: bool = False, log_extra: LogExtra | None = None,
+                    **columns: Any) -> list[float | None]:
     """Merged multi-span IoU (:func:`timegrpo.spans.merged_iou`) of the ``<glue>`` spans with ALL GT windows.
 
     VideoChat-R1's ``iou_glue_reward``: both span sets are merged (overlaps counted once), then
     ``|P & G| / |P | G|``. Departures in tolerant mode: the last ``<glue>`` block instead of the first, a looser
     grammar (:func:`timegrpo.parsing.parse_glue`), clamping, and 0 instead of 1 when both sets have zero length.
     Columns: ``windows`` (required), ``duration`` (optional, for clamping). 0 when absent or invalid;
-    None for a sample without ground-truth windows.
+    None for a sample without ground-truth windows. Reports through ``log_extra``: ``pred_spans`` (the spans
+    :func:`timegrpo.parsing.parse_glue` read, ``[[s, e], ...]``; None when it read none) and ``iou`` (the reward).
 
-    >>> glue_iou_reward(["<glue>[(0, 4), (6, 10)]</glue>", "<glue>oops</glue>"], windows=[[[2, 8]], [[2, 8]]])
+    >>> got = {}
+    >>> glue_iou_reward(["<glue>[(0, 4), (6, 10)]</glue>", "<glue>oops</glue>"], windows=[[[2, 8]], [[2, 8]]],
+    ...                 log_extra=lambda k, v: got.update({k: v}))
     [0.4, 0.0]
+    >>> got
+    {'pred_spans': [[[0.0, 4.0], [6.0, 10.0]], []], 'iou': [0.4, 0.0]}
     """
     n = len(completions)
     windows = column(columns, "windows", n, "glue_iou")
     durations = column(columns, "duration", n, "glue_iou", required=False)
     out: list[float | None] = []
+    parsed: list[list[list[float]] | None] = []
     for i, (c, gts, dur) in enumerate(zip(completions, windows, durations)):
         if not gts:
             out.append(None)
+            parsed.append(None)
             continue
         d = None if strict else _duration(dur, i, "glue_iou", required=False)
         spans = parse_glue(completion_text(c), d, strict=strict)
+        parsed.append(None if spans is None else [[float(s), float(e)] for s, e in spans])
         out.append(0.0 if spans is None else merged_iou(spans, as_windows(gts), empty=1.0 if strict else 0.0))
+    if log_extra is not None:
+        log_extra("pred_spans", parsed)
+        log_extra("iou", list(out))
     return out

@@ -12,28 +12,35 @@ from collections.abc import Sequence
 from typing import Any
 
 from timegrpo.parsing import answer_letter_of, parse_letter
-from timegrpo.rewards.base import column, completion_text, register_reward
+from timegrpo.rewards.base import LogExtra, column, completion_text, register_reward
 
 
 @register_reward("answer_letter")
 def answer_letter_reward(
-    completions: Sequence[Any], *, allow_bare: bool = False, **columns: Any
+    completions: Sequence[Any], *, allow_bare: bool = False, log_extra: LogExtra | None = None, **columns: Any
 ) -> list[float | None]:
     """1.0 when the answered letter equals the ground truth's, 0.0 otherwise (unparsable included).
 
     Columns: ``answer`` (required; None for a sample without one gives None), ``options`` (optional).
+    Reports through ``log_extra``: ``pred_letter`` (None when unparsable or not applicable).
 
-    >>> answer_letter_reward(["<answer>(B)</answer>", "<answer>A</answer>", "x"], answer=["B", 1, 0])
+    >>> got = {}
+    >>> answer_letter_reward(["<answer>(B)</answer>", "<answer>A</answer>", "x"], answer=["B", 1, 0],
+    ...                      log_extra=lambda k, v: got.update({k: v}))
     [1.0, 0.0, 0.0]
+    >>> got
+    {'pred_letter': ['B', 'A', None]}
     """
     n = len(completions)
     answers = column(columns, "answer", n, "answer_letter")
     options = column(columns, "options", n, "answer_letter", required=False)
     out: list[float | None] = []
+    letters: list[str | None] = []
     for c, ans, opts in zip(completions, answers, options):
         truth = answer_letter_of(ans, opts)
-        if truth is None:
-            out.append(None)
-            continue
-        out.append(1.0 if parse_letter(completion_text(c), opts, allow_bare=allow_bare) == truth else 0.0)
+        letter = None if truth is None else parse_letter(completion_text(c), opts, allow_bare=allow_bare)
+        letters.append(letter)
+        out.append(None if truth is None else 1.0 if letter == truth else 0.0)
+    if log_extra is not None:
+        log_extra("pred_letter", letters)
     return out

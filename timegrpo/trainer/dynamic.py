@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -69,6 +69,7 @@ class Group:
     truncated: list[bool]
     completions: list[str]
     rewards: list[float]  # G weighted totals (NaN: no reward applied)
+    extra: dict[str, list[Any]] = field(default_factory=dict)  # the rewards' log_extra columns, G values each
 
 
 def choose(signal: Sequence[bool], needed: int) -> tuple[list[int], int]:
@@ -88,8 +89,8 @@ def choose(signal: Sequence[bool], needed: int) -> tuple[list[int], int]:
     return sorted(with_signal + fill), shortfall
 
 
-def groups_of(batch: RolloutBatch, rewards: torch.Tensor, positions: Sequence[int], samples: Sequence[int]
-              ) -> list[Group]:
+def groups_of(batch: RolloutBatch, rewards: torch.Tensor, positions: Sequence[int], samples: Sequence[int],
+              extra: dict[str, list[Any]] | None = None) -> list[Group]:
     """A drawn micro-batch as :class:`Group` s (token ids cut at each completion's mask)."""
     g = batch.num_generations
     lengths = batch.completion_mask.sum(1).tolist()
@@ -101,7 +102,8 @@ def groups_of(batch: RolloutBatch, rewards: torch.Tensor, positions: Sequence[in
                          completion_ids=[ids[r, : int(lengths[r])].tolist() for r in rows],
                          truncated=[bool(batch.truncated[r]) for r in rows],
                          completions=[batch.completions[r] for r in rows],
-                         rewards=[float(rewards[r]) for r in rows]))
+                         rewards=[float(rewards[r]) for r in rows],
+                         extra={k: [v[r] for r in rows] for k, v in (extra or {}).items()}))
     return out
 
 
@@ -151,7 +153,7 @@ class DynamicSampler:
             samples = [tr.samples[i] for i in indices]
             seed = self.seed_fn(tr.args.seed, step, indices[0] + draw * o.n)
             batch, rewards, log = tr.draw(tr.prompt_inputs(samples), samples, seed)
-            groups += groups_of(batch, rewards, positions, indices)
+            groups += groups_of(batch, rewards, positions, indices, log.extra)
             logs.append(log)
         return groups, logs
 
@@ -206,5 +208,7 @@ class DynamicSampler:
             features = encode_videos(tr.model, inputs["pixel_values_videos"], inputs["video_grid_thw"])
             batch = assemble(inputs, groups, features, tr.processor.tokenizer.pad_token_id)
             rewards = torch.tensor([r for grp in groups for r in grp.rewards])
-            out.append(tr.scored(batch, rewards, None, inputs, samples))
+            names = dict.fromkeys(c for grp in groups for c in grp.extra)  # a column a draw lacks: None there
+            extra = {c: [v for grp in groups for v in grp.extra.get(c, [None] * len(grp.rewards))] for c in names}
+            out.append(tr.scored(batch, rewards, None, inputs, samples, extra))
         return out

@@ -11,8 +11,9 @@ One optimiser step (``S = gradient_accumulation_steps`` micro-batches of ``P = p
 prompts on each of ``W`` processes):
 
 1. for each micro-batch (:meth:`GRPOTrainer.rollout`): the vision tower runs once per prompt,
-   ``G = num_generations`` completions are sampled, every reward function scores them (each component logged,
-   and the IoU the rewards report), and (when needed) old, reference and teacher log-probs are computed with
+   ``G = num_generations`` completions are sampled, every reward function scores them with TRL's full call
+   (:meth:`GRPOTrainer.score`; each component logged, with the IoU, the ``log_extra`` columns and the ``log_metric``
+   scalars the rewards report), and (when needed) old, reference and teacher log-probs are computed with
    the cached vision output: a :class:`ScoredRollout`. With ``train.dynamic_sampling`` this is :class:`timegrpo.trainer.dynamic.DynamicSampler`'s: whole steps'
    worth of prompts are drawn until every group trained on has reward variance (DAPO);
 2. advantages are computed over the whole step, within each prompt's group, and each rollout becomes a
@@ -32,6 +33,7 @@ run samples exactly what the uninterrupted run did (exact resume is also helped 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,12 +50,12 @@ from timegrpo.data.source import VideoSource
 from timegrpo.models.loading import make_reference, reference_context
 from timegrpo.models.vision import VisionCallCounter, encode_videos
 from timegrpo.prompts import prompt_inputs
-from timegrpo.rewards import RewardSet
-from timegrpo.rewards.columns import reward_columns
+from timegrpo.rewards import RewardBreakdown, RewardError, RewardSet
+from timegrpo.rewards.columns import reward_call, trainer_state
 from timegrpo.rollout import RolloutBatch, SamplingParams, completion_logps, generate
 from timegrpo.trainer.dynamic import DynamicSampler
 from timegrpo.trainer.loop import TrainLoop, train_mode
-from timegrpo.trainer.metrics import RolloutLog, loss_metrics, rollout_metrics
+from timegrpo.trainer.metrics import RolloutLog, logged_metrics, loss_metrics, rollout_metrics
 from timegrpo.trainer.prefetch import InputPrefetch
 
 
@@ -77,7 +79,7 @@ class ScoredRollout:
     ref_logps: torch.Tensor | None  # (N, Lc), when beta != 0
     teacher_logps: torch.Tensor | None  # (N, Lc), on-policy distillation
     log: RolloutLog | None  # what its drawing adds to the step's metrics (None: assembled from drawn groups)
-    #: ``completions.jsonl`` rows (qid, completion, reward), with ``log_completions``
+    #: ``completions.jsonl`` rows (qid, completion, reward, ``log_extra`` columns), with ``log_completions``
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -140,22 +142,44 @@ class GRPOTrainer(TrainLoop):
         self.bad_videos = self.inputs.bad_videos
         self._last_completions: list[dict[str, Any]] = []
         self.sampler = DynamicSampler(self, rollout_seed) if t.dynamic_sampling else None
+        self.rewards.to(self.accelerator.device)  # reward models, if any
+        self._trainer_state: Any = None
 
     # ------------------------------------------------------------------------------------------ rollouts
-    def score(self, completions: list[str], samples: Sequence[Sample]
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total rewards ``(N,)`` (weighted, None skipped as in TRL) and the per-completion values ``(N,)`` (None
-        as NaN) whose step means are logged: ``reward`` (the total), ``rewards/{name}/mean`` (each reward
-        function; its std is logged too) and ``iou``, what the rewards reported (``log_extra("iou", ...)``), when
-        one did (the trainer parses nothing itself)."""
-        breakdown = self.rewards(completions, **reward_columns(samples, self.sampling.num_generations))
+    def score(self, batch: RolloutBatch, samples: Sequence[Sample]
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor], RewardBreakdown]:
+        """Score ``batch`` with TRL's full reward call (:func:`timegrpo.rewards.columns.reward_call`: prompts,
+        conversational completions, completion ids, the sample columns, and ``trainer_state``; the reward set adds
+        ``log_extra``/``log_metric``). Returns the total rewards ``(N,)`` (weighted, None skipped as in TRL), the
+        per-completion values ``(N,)`` (None as NaN) whose step means are logged: ``reward`` (the total),
+        ``rewards/{name}/mean`` (each reward function; its std is logged too) and ``iou``, what the rewards
+        reported (``log_extra("iou", ...)``), when one did (the trainer parses nothing itself); and the breakdown."""
+        lengths = batch.completion_mask.sum(1).tolist()
+        ids = batch.completion_ids.cpu()
+        call = reward_call(samples, batch.num_generations, batch.completions,
+                           [ids[r, :int(n)].tolist() for r, n in enumerate(lengths)], self.cfg.data.prompt_template)
+        breakdown = self.rewards(**call, trainer_state=self.trainer_state())
         total = torch.tensor(breakdown.total)
         values = {"reward": total,
                   **{f"rewards/{key}/mean": _as_tensor(v) for key, v in breakdown.per_func.items()}}
-        ious = getattr(breakdown, "extra", {}).get("iou")
+        ious = breakdown.extra.get("iou")
         if ious is not None:
             values["iou"] = _as_tensor(ious)
-        return total, values
+        return total, values, breakdown
+
+    def trainer_state(self) -> Any:
+        """The ``trainer_state`` rewards get (TRL passes its ``TrainerState``; this one is updated in place):
+        ``global_step`` (optimiser steps done), ``max_steps``, ``epoch`` (prompts trained on / samples),
+        ``num_train_epochs``, ``train_batch_size`` (completions per process and micro-batch, TRL's meaning),
+        ``logging_steps``, ``save_steps``, the process flags and ``log_history`` (the metrics of every step)."""
+        t, o, step = self.args, self.order, self.state["step"]
+        self._trainer_state = trainer_state(
+            self._trainer_state, global_step=step, max_steps=self.total_steps, epoch=step * o.per_step / o.n,
+            num_train_epochs=math.ceil(self.total_steps * o.per_step / o.n),
+            train_batch_size=t.per_device_train_batch_size * t.num_generations, logging_steps=t.logging_steps,
+            save_steps=t.save_steps, is_local_process_zero=self.accelerator.is_local_main_process,
+            is_world_process_zero=self.accelerator.is_main_process, log_history=self.history)
+        return self._trainer_state
 
     def rollout(self, samples: Sequence[Sample], seed: int, inputs: dict[str, Any] | None = None) -> ScoredRollout:
         """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients). ``inputs``:
@@ -176,20 +200,22 @@ class GRPOTrainer(TrainLoop):
         """``G`` completions per prompt, seeded by ``seed``, with their total rewards ``(N,)`` and what they add
         to the step's metrics."""
         batch = self._sample(inputs, seed)
-        rewards, values = self.score(batch.completions, samples)
-        return batch, rewards, RolloutLog(_rollout_metrics(batch, rewards), values)
+        rewards, values, breakdown = self.score(batch, samples)
+        return batch, rewards, RolloutLog(_rollout_metrics(batch, rewards), values, breakdown.extra,
+                                          breakdown.metrics)
 
     def scored(self, batch: RolloutBatch, rewards: torch.Tensor, log: RolloutLog | None,
-               inputs: dict[str, Any], samples: Sequence[Sample]) -> ScoredRollout:
-        """A scored rollout of ``batch``: its loss mask and the old/reference/teacher log-probs (no gradients)."""
+               inputs: dict[str, Any], samples: Sequence[Sample], extra: dict[str, list[Any]] | None = None
+               ) -> ScoredRollout:
+        """A scored rollout of ``batch``: its loss mask and the old/reference/teacher log-probs (no gradients).
+        ``extra``: the ``log_extra`` columns for ``completions.jsonl`` (default: ``log.extra``)."""
         t = self.args
         mask = batch.completion_mask.clone()
         if t.mask_truncated_completions:
             mask[batch.truncated.to(mask.device)] = 0
         old, ref, teacher = self._frozen_logps(batch, inputs)
-        rows = [{"qid": samples[i // batch.num_generations].qid, "completion": c, "reward": float(r)}
-                for i, (c, r) in enumerate(zip(batch.completions, rewards.tolist(), strict=True))
-                ] if t.log_completions else []
+        extra = (log.extra if log is not None else {}) if extra is None else extra
+        rows = completion_rows(samples, batch.completions, rewards.tolist(), extra) if t.log_completions else []
         return ScoredRollout(batch=batch, rewards=rewards, mask=mask.to(self.accelerator.device), old_logps=old,
                              ref_logps=ref, teacher_logps=teacher, log=log, rows=rows)
 
@@ -263,6 +289,7 @@ class GRPOTrainer(TrainLoop):
             self._last_completions = self._completion_rows(buffer)
         metrics.update(step=step + 1, learning_rate=self.scheduler.get_last_lr()[0],
                        step_time=time.perf_counter() - t0, rollout_time=t_rollout)
+        metrics.update(self._logged_metrics(logs, metrics))
         return metrics
 
     def _step_rollouts(self, step: int) -> tuple[list[ScoredRollout], list[RolloutLog], int, dict[str, float]]:
@@ -277,6 +304,20 @@ class GRPOTrainer(TrainLoop):
             samples, inputs = self.inputs.get(step, k)  # prefetched (data.num_workers)
             rollouts.append(self.rollout(samples, rollout_seed(t.seed, step, positions[0]), inputs))
         return rollouts, [r.log for r in rollouts], sum(len(p) for p in step_positions), {}
+
+    def _logged_metrics(self, logs: list[RolloutLog], taken: dict[str, float]) -> dict[str, float]:
+        """What the rewards passed to ``log_metric`` this step (names gathered over processes, as TRL does); a name
+        the trainer logs itself is an error."""
+        names = sorted({name for log in logs for name in log.logged})
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            names = sorted(set(gather_object(names)))
+        clash = sorted(set(names) & set(taken))
+        if clash:
+            raise RewardError(f"a reward logged metric(s) {clash} with log_metric, which the trainer logs itself; "
+                              "rename them")
+        return logged_metrics(logs, self.reduce, names)
 
     def _backward(self, mb: MicroBatch, tokens: float) -> dict[str, float]:
         """Loss and backward of one micro-batch (and, on the last of an accumulation, clip + optimiser step)."""
@@ -306,8 +347,31 @@ class GRPOTrainer(TrainLoop):
         return rows
 
     def log_rows(self, step: int) -> dict[str, list[dict[str, Any]]]:
-        """``completions.jsonl``: the step's completions with qid, reward and advantage (``log_completions``)."""
+        """``completions.jsonl``: the step's completions with qid, reward, the rewards' ``log_extra`` columns and
+        advantage (``log_completions``)."""
         return {"completions.jsonl": self._last_completions} if self.args.log_completions else {}
+
+
+#: The keys of a ``completions.jsonl`` row that a ``log_extra`` column may not take.
+ROW_KEYS = ("step", "qid", "completion", "reward", "advantage")
+
+
+def completion_rows(samples: Sequence[Sample], completions: Sequence[str], rewards: Sequence[float],
+                    extra: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """``completions.jsonl`` rows (before the advantage): qid, completion, total reward and every ``log_extra``
+    column, prompt-major (``G = len(completions) / len(samples)``).
+
+    >>> from timegrpo.data.schema import Sample
+    >>> completion_rows([Sample("q1", "v", None, 9.0, "x", [(1, 2)])], ["a", "b"], [1.0, 0.0], {"iou": [0.5, None]})
+    [{'qid': 'q1', 'completion': 'a', 'reward': 1.0, 'iou': 0.5}, {'qid': 'q1', 'completion': 'b', 'reward': 0.0, 'iou': None}]
+    """
+    clash = sorted(set(extra) & set(ROW_KEYS))
+    if clash:
+        raise RewardError(f"a reward reported log_extra column(s) {clash}, which completions.jsonl already has; "
+                          "rename them")
+    g = len(completions) // len(samples)
+    return [{"qid": samples[i // g].qid, "completion": c, "reward": float(r), **{k: v[i] for k, v in extra.items()}}
+            for i, (c, r) in enumerate(zip(completions, rewards, strict=True))]
 
 
 def _rollout_metrics(batch: RolloutBatch, rewards: torch.Tensor) -> dict[str, float]:

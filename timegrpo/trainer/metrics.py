@@ -2,6 +2,8 @@
 the way its name says, so that the logged value does not depend on how the step is cut into micro-batches and
 processes.
 
+* **What the rewards log** with ``log_metric``: per name, the mean of every logged value of the step on every
+  process (:func:`logged_metrics`; TRL: the same).
 * **Per-completion values** (the total reward, each reward function's reward, the IoU the rewards report; None
   / NaN left out): the mean over every completion of the step on every process, and for each reward function
   the standard deviation, from their count, sum and sum of squares (TRL gathers the completions and takes
@@ -22,7 +24,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -40,10 +43,15 @@ NOT_TOKEN_MEANS = ("loss", "policy_loss", "num_tokens", "grad_norm")
 class RolloutLog:
     """What one drawn micro-batch adds to its step's metrics: ``metrics``, per-micro-batch values averaged over
     micro-batches and processes (``reward_std``, ``completions/*``), and ``values``, per-completion ``(n,)``
-    tensors (NaN = none) averaged over every completion (``reward``, ``rewards/{name}/mean``, ``iou``)."""
+    tensors (NaN = none) averaged over every completion (``reward``, ``rewards/{name}/mean``, ``iou``); and what
+    the rewards logged (``extra``, ``logged``)."""
 
     metrics: dict[str, float]
     values: dict[str, torch.Tensor]
+    #: what the rewards reported through ``log_extra``: per-completion columns of ``completions.jsonl``
+    extra: dict[str, list[Any]] = field(default_factory=dict)
+    #: what the rewards passed to ``log_metric``: every value of each name (:func:`logged_metrics`)
+    logged: dict[str, list[float]] = field(default_factory=dict)
 
 
 def rollout_metrics(logs: Sequence[RolloutLog], reduce: Reduce) -> dict[str, float]:
@@ -51,6 +59,23 @@ def rollout_metrics(logs: Sequence[RolloutLog], reduce: Reduce) -> dict[str, flo
     out = reduce(mean_dicts([log.metrics for log in logs]), "mean")
     out.update(value_metrics({k: [log.values[k] for log in logs] for k in logs[0].values}, reduce))
     return out
+
+
+def logged_metrics(logs: Sequence[RolloutLog], reduce: Reduce, names: Sequence[str]) -> dict[str, float]:
+    """What the rewards passed to ``log_metric``: for each of ``names`` (the same on every process), the mean of
+    every value logged in the step's micro-batches on every process, as TRL averages them (sum over processes over
+    their count); a name nobody logged this step is left out.
+
+    >>> logs = [RolloutLog({}, {}, logged={"judge/calls": [2.0, 4.0]}), RolloutLog({}, {}, logged={"judge/calls": [6.0]})]
+    >>> logged_metrics(logs, lambda m, how: m, ["judge/calls"])
+    {'judge/calls': 4.0}
+    """
+    partial = {}
+    for name in names:
+        values = [v for log in logs for v in log.logged.get(name, [])]
+        partial.update({f"{name}\0s": float(sum(values)), f"{name}\0n": float(len(values))})
+    total = reduce(partial, "sum")
+    return {name: total[f"{name}\0s"] / total[f"{name}\0n"] for name in names if total[f"{name}\0n"]}
 
 
 def kind(key: str) -> str:
