@@ -167,6 +167,10 @@ def test_entry_point_plugin_after_pip_install(plugin_on_path):
 def test_entry_point_plugin_failure_names_plugin_and_sample(plugin_on_path):
     with pytest.raises(RewardError, match=r"reward 'example_picky' raised ValueError: .*boom.* on sample 1"):
         get_reward("example_picky")(["fine", "boom!", "fine"])
+    # with the trainer's columns the sample is named by its qid and video too
+    with pytest.raises(RewardError, match=r"on sample 1 \(qid 'q2', video '/v/b.mp4'\) \(completion: 'boom!'\)"):
+        get_reward("example_picky")(["fine", "boom!", "fine"], qid=["q1", "q2", "q3"],
+                                    video=["/v/a.mp4", "/v/b.mp4", "/v/c.mp4"])
 
 
 def test_unknown_name_not_declared_by_any_package():

@@ -52,3 +52,17 @@ def test_train_skips_replaces_and_lists_bad_videos(synth_dir, tmp_path, broken_v
     (line,) = [x for x in err.splitlines() if "error:" in x]  # beside the progress bars, one line
     assert "Traceback" not in err and line.startswith("timegrpo train: error: ")
     assert "corrupt.mp4" in line and f"qid {bad_qids[0]}" in line and "--data.on_bad skip" in line
+
+
+def test_a_nan_reward_stops_training_naming_the_reward_and_the_qid(synth_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    tiny = save_tiny_vlm("qwen2_5_vl", tmp_path / "tiny")
+    rc = main(["train", "--config", RECIPE, "--model.model_name_or_path", str(tiny),
+               "--data.train_file", str(synth_dir / "train.jsonl"), "--data.video_dir", str(synth_dir),
+               "--data.frame_cache_dir", str(tmp_path / "frames"), "--max_steps", "1", "--num_generations", "2",
+               "--per_device_train_batch_size", "2", "--max_completion_length", "4",
+               "--train.reward_funcs", "trl_style_rewards:broken_reward", "--train.reward_weights", "1", "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if "error:" in x]
+    assert rc == 2 and "Traceback" not in err
+    assert "reward 'trl_style_rewards:broken_reward' returned nan for sample 1 (qid 'synth_" in line

@@ -49,3 +49,8 @@ async def async_judge(prompts, completions, **kwargs):
     (does not apply)."""
     await asyncio.sleep(0)
     return [0.5 if any(ch.isdigit() for ch in c[0]["content"]) else None for c in completions]
+
+
+def broken_reward(completions, qid, **kwargs):
+    """NaN for the second completion: a bug in a plug-in, which must stop training naming it and the sample."""
+    return [float("nan") if i == 1 else 0.0 for i in range(len(completions))]

@@ -251,10 +251,18 @@ async def _failing_sample_async(fn: RewardFunc, completions: Sequence[Any], colu
     return None
 
 
-def _failure(name: str, exc: Exception, completions: Sequence[Any], idx: int | None) -> RewardError:
-    where = f"on sample {idx}" if idx is not None else f"on the batch of {len(completions)}"
-    detail = f" (completion: {completion_text(completions[idx])[:200]!r})" if idx is not None else ""
-    return RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc} {where}{detail}")
+def _failure(name: str, exc: Exception, completions: Sequence[Any], idx: int | None,
+             columns: dict[str, Any] | None = None) -> RewardError:
+    """The error of a reward that raised: on which sample (its qid and video when the columns have them) and
+    which completion, or on the batch when no single completion fails alone."""
+    if idx is None:
+        return RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc} on the batch of {len(completions)}")
+    cols = columns or {}
+    ids = ", ".join(f"{key} {cols[key][idx]!r}" for key in ("qid", "video")
+                    if isinstance(cols.get(key), (list, tuple)) and idx < len(cols[key]))
+    where = f"on sample {idx}" + (f" ({ids})" if ids else "")
+    return RewardError(f"reward {name!r} raised {type(exc).__name__}: {exc} {where} "
+                       f"(completion: {completion_text(completions[idx])[:200]!r})")
 
 
 def _where(i: int, qids: Any) -> str:
@@ -303,8 +311,8 @@ def checked(name: str, fn: RewardFunc, options: dict[str, Any] | None = None) ->
             except RewardError:
                 raise
             except Exception as exc:
-                raise _failure(name, exc, completions, await _failing_sample_async(fn, completions, _quiet(call))
-                               ) from exc
+                idx = await _failing_sample_async(fn, completions, _quiet(call))
+                raise _failure(name, exc, completions, idx, columns) from exc
             return _check_output(name, out, len(completions), columns.get("qid"))
     else:
 
@@ -315,7 +323,7 @@ def checked(name: str, fn: RewardFunc, options: dict[str, Any] | None = None) ->
             except RewardError:
                 raise
             except Exception as exc:
-                raise _failure(name, exc, completions, _failing_sample(fn, completions, _quiet(call))) from exc
+                raise _failure(name, exc, completions, _failing_sample(fn, completions, _quiet(call)), columns) from exc
             return _check_output(name, out, len(completions), columns.get("qid"))
 
     reward.__name__ = name
