@@ -89,3 +89,16 @@ def test_recipe_names_resolve_in_the_registries(path):
         assert name in rewards.reward_names(), f"{path.name}: unknown reward {name!r}"
     assert cfg.data.prompt_template in prompts.TEMPLATES, f"{path.name}: unknown prompt {cfg.data.prompt_template!r}"
     assert cfg.data.format is None or cfg.data.format in formats.READERS
+
+
+def test_timerft_recipe_is_time_r1_in_five_rounds_of_2500():
+    base = load_recipe(REPO / "recipes/time_r1_qwen2_5_vl_7b.yaml", [])
+    cfg = load_recipe(REPO / "recipes/time_r1_timerft_qwen2_5_vl_7b.yaml", [])
+    c = cfg.curriculum
+    assert (c.strategy, c.rounds, c.k, c.epochs_per_round) == ("timerft", 5, 2500, 1.0)
+    assert (c.score_n, c.score_do_sample, c.score_max_new_tokens) == (1, False, 1024)
+    assert c.launch.startswith("accelerate launch --config_file launch/zero3_offload.yaml")
+    same = ("learning_rate", "lr_scheduler_type", "beta", "num_generations", "max_completion_length", "loss_type",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "temperature", "reward_funcs", "bf16")
+    assert all(getattr(cfg.train, f) == getattr(base.train, f) for f in same)
+    assert cfg.model == base.model and not cfg.masking.on

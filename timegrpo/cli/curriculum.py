@@ -1,9 +1,11 @@
-"""``timegrpo curriculum score | select``: the curriculum stages, each writing an auditable file.
+"""``timegrpo curriculum score | select | timerft``: the curriculum stages, each writing an auditable file.
 
 ``score``: the options of :class:`timegrpo.curriculum.config.CurriculumScoreConfig`, the run
 :func:`timegrpo.curriculum.score.run_score` (n answers per query through the training rollout, resumable).
 ``select``: :class:`timegrpo.curriculum.config.SelectConfig`, :func:`timegrpo.curriculum.select.run_select`
 (a registered selector over a scored pool -> moment_detr jsonl with the scores in ``meta``).
+``timerft``: a recipe (:class:`timegrpo.config.RecipeConfig`, its ``curriculum`` section), the run
+:func:`timegrpo.curriculum.rounds.run_rounds` (score -> select -> train, per round, resumable).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import json
 from typing import Any
 
+from timegrpo.config import RecipeConfig
 from timegrpo.config.core import add_command, from_args
 from timegrpo.curriculum.config import CurriculumScoreConfig, SelectConfig
 
@@ -31,6 +34,15 @@ def _select(args: argparse.Namespace) -> int:
     cfg = from_args(SelectConfig, args)
     if cfg is not None:
         print(json.dumps(run_select(cfg)))
+    return 0
+
+
+def _rounds(args: argparse.Namespace) -> int:
+    from timegrpo.curriculum.rounds import run_rounds
+
+    cfg = from_args(RecipeConfig, args, prefer_section="train")
+    if cfg is not None:
+        print(json.dumps(run_rounds(cfg)))
     return 0
 
 
@@ -64,3 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 description="Select k samples of a scored pool with a selector of timegrpo.curriculum.select "
                 "(timerft, timerft_refilter, dea_stratified) and write them as moment_detr jsonl, the score fields "
                 "in meta, with a summary in <out>.summary.json.")
+    add_command(sub, "timerft", RecipeConfig, _guard(_rounds), config_required=True,
+                help="TimeRFT data rounds: score -> select -> train one epoch, repeated (resumable)",
+                description="Run the recipe's data rounds (its curriculum section; timegrpo.curriculum.rounds): "
+                "score the pool with the base model, select k (timerft), train one epoch; each later round "
+                "re-scores the training set with the current model, refilters (timerft_refilter) and trains on from "
+                "the last checkpoint. Files per round in <out>/round_N/; a rerun resumes. Multi-GPU training: "
+                "--curriculum.launch 'accelerate launch --config_file launch/zero3_offload.yaml'.")

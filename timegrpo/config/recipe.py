@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 from timegrpo.config.core import check, check_choice, from_dict, load, opt, opt_factory, section
 from timegrpo.config.core import check_registered as _registered
-from timegrpo.config.curriculum import MaskingConfig
+from timegrpo.config.curriculum import CurriculumConfig, MaskingConfig
 
 #: Scheduler names accepted by ``transformers.get_scheduler`` without extra keyword arguments.
 LR_SCHEDULERS = (
@@ -430,6 +430,7 @@ class RecipeConfig:
     sft: SFTConfig = section(SFTConfig, "The supervised warm start (timegrpo sft).")
     masking: MaskingConfig = section(MaskingConfig, "VideoTG-R1's curriculum masking during timegrpo train (off by "
                                      "default).")
+    curriculum: CurriculumConfig = section(CurriculumConfig, "Data rounds of `timegrpo curriculum timerft` (TimeRFT).")
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, tuple(METHOD_OBJECTIVES))
