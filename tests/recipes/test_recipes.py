@@ -102,3 +102,14 @@ def test_timerft_recipe_is_time_r1_in_five_rounds_of_2500():
             "per_device_train_batch_size", "gradient_accumulation_steps", "temperature", "reward_funcs", "bf16")
     assert all(getattr(cfg.train, f) == getattr(base.train, f) for f in same)
     assert cfg.model == base.model and not cfg.masking.on
+
+
+def test_videotg_recipe_is_the_grpo_core_with_curriculum_masking():
+    cfg = load_recipe(REPO / "recipes/videotg_r1_qwen2_5_vl_7b.yaml", [])
+    t, m = cfg.train, cfg.masking
+    assert (t.num_generations, t.learning_rate, t.beta, t.temperature) == (8, 1e-6, 0.04, 1.0)
+    assert t.reward_funcs == ["iou", "format"] and t.reward_weights == [1.0, 1.0]
+    assert (m.max_fraction, m.until, m.order, m.buckets) == (0.8, 0.5, "farthest", ["hard"])
+    header = (REPO / "recipes/videotg_r1_qwen2_5_vl_7b.yaml").read_text().split("\nmethod:")[0]
+    stages = [header.index(f"timegrpo curriculum {s}") for s in ("score", "reflect", "select --method dea_stratified")]
+    assert stages == sorted(stages) and cfg.data.train_file in header  # the chain ends in this recipe's data
