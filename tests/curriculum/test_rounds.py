@@ -51,10 +51,17 @@ class Fakes:
         monkeypatch.setattr(rounds.subprocess, "run", self.train)
 
     def score(self, cfg):
-        self.scored.append((cfg.model, Path(cfg.annotations).name))
         qids = [r["qid"] for r in lines(cfg.annotations)]
-        Path(cfg.out).write_text("".join(json.dumps({"qid": q, "ious": [self.ious[cfg.model][q]]}) + "\n"
-                                         for q in qids))
+        teacher = {}
+        if cfg.teacher:  # like the scorer: the teacher's own file, written once, shared
+            if not Path(cfg.teacher_scores).is_file():
+                self.scored.append((cfg.teacher, Path(cfg.teacher_scores).name))
+                Path(cfg.teacher_scores).write_text("".join(json.dumps({"qid": q, "ious": [self.ious[cfg.teacher][q]]})
+                                                            + "\n" for q in qids))
+            teacher = {r["qid"]: {"teacher_ious": r["ious"]} for r in lines(cfg.teacher_scores)}
+        self.scored.append((cfg.model, Path(cfg.annotations).name))
+        Path(cfg.out).write_text("".join(json.dumps({"qid": q, "ious": [self.ious[cfg.model][q]], **teacher.get(q, {})})
+                                         + "\n" for q in qids))
         return {}
 
     def train(self, command, check):
@@ -125,6 +132,32 @@ def test_other_settings_and_empty_selections_stop_with_a_message(pool, tmp_path,
     assert "round 1: timerft kept none of the 8 samples" in capsys.readouterr().err
     assert main(argv(pool, tmp_path / "c", "--curriculum.strategy", "nope")) == 2
     assert "curriculum.strategy: 'nope' is not one of timerft" in capsys.readouterr().err
+
+
+# TVDF: the teacher's IoU of q0..q7 (q2 unreliable: < 0.5) and round 1's student over the whole pool.
+TEACHER = [0.9, 0.9, 0.4, 0.8, 0.9, 0.6, 0.7, 1.0]
+STUDENT1 = [0.85, 0.2, 0.0, 0.1, 0.9, 0.3, 0.6, 0.5]
+
+
+def test_tvdf_rounds_select_from_the_whole_pool_with_the_teachers_scores(pool, tmp_path, monkeypatch, capsys):
+    fakes = Fakes(monkeypatch, tmp_path)
+    fakes.ious["teacher"] = {f"q{i}": t for i, t in enumerate(TEACHER)}
+    ckpt1 = str(tmp_path / "out" / "round_1" / "train" / "checkpoint-2")
+    fakes.ious[ckpt1] = {f"q{i}": x for i, x in enumerate(STUDENT1)}
+    args = ["curriculum", "tvdf", *argv(pool, tmp_path)[2:], "--curriculum.strategy", "tvdf", "--rounds", "2",
+            "--k", "2", "--train.teacher_model_name_or_path", "teacher"]
+    assert main(args) == 2
+    assert "curriculum.score_do_sample: the teacher answers teacher_n = 4 times" in capsys.readouterr().err
+    assert main([*args, "--score_do_sample", "true"]) == 0
+    out = tmp_path / "out"
+    # the teacher once; each round's student over the whole pool
+    assert fakes.scored == [("teacher", "teacher_scores.jsonl"), ("base", "pool.jsonl"), (ckpt1, "pool.jsonl")]
+    # round 1: delta = teacher - base: q0 .9, q1 .8, q3 .5, q4 .5, q5 .1, q6 .1, q7 .1 -> top 2: q0, q1
+    # round 2: delta = teacher - round 1: q0 .05, q1 .7, q3 .7, q4 0, q5 .3, q6 .1, q7 .5 -> q1, q3
+    assert qids(out / "round_1" / "selection.jsonl") == ["q0", "q1"]
+    assert qids(out / "round_2" / "selection.jsonl") == ["q1", "q3"]
+    assert [t["model"] for t in fakes.trained] == ["base", ckpt1]
+    assert json.loads((out / "rounds.json").read_text())["settings"]["teacher"] == "teacher"
 
 
 def test_round_recipe_and_launch_line(tmp_path):

@@ -71,7 +71,9 @@ class CurriculumConfig:
     strategy: str = opt(
         "timerft", "Round strategy (timegrpo.curriculum.rounds.ROUND_STRATEGIES): timerft = the pool scored by the "
         "base model, the timerft selector; every later round re-scores the previous training set with the current "
-        "model and refilters it with timerft_refilter (Time-R1).")
+        "model and refilters it with timerft_refilter (Time-R1). tvdf, tvdf_even, tvdf_buckets, tvdf_gaussian = "
+        "every round scores the whole pool with the current student (and once with the teacher) and selects with "
+        "that selector (Video-OPD).")
     rounds: int = opt(5, "Training rounds (Time-R1: 5).")
     k: int = opt(2500, "Samples selected per round (Time-R1: 2500).")
     epochs_per_round: float = opt(1.0, "Epochs trained on each round's selection (Time-R1: 1); overrides "
@@ -88,11 +90,13 @@ class CurriculumConfig:
     score_temperature: float = opt(1.0, "Temperature of sampled scoring answers.")
     score_max_new_tokens: int | None = opt(None, "Token limit of a scoring answer; None = train.max_completion_length.")
     score_batch_size: int = opt(4, "Prompts per generate call when scoring.")
+    teacher_n: int = opt(4, "Teacher-guided strategies (tvdf...): answers per query from train.teacher_model_name_or_path "
+                         "(Video-OPD: k_t = 4; scored once, shared by every round).")
 
     def __post_init__(self) -> None:
         s = self.SECTION
         check(bool(self.strategy), f"{s}.strategy", "must not be empty")
-        for name in ("rounds", "k", "score_n", "score_batch_size"):
+        for name in ("rounds", "k", "score_n", "score_batch_size", "teacher_n"):
             value = getattr(self, name)
             check(value >= 1, f"{s}.{name}", f"must be >= 1, got {value}")
         check(self.epochs_per_round > 0, f"{s}.epochs_per_round", f"must be > 0, got {self.epochs_per_round}")

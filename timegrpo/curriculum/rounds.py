@@ -72,6 +72,8 @@ class RoundStrategy:
     first_selector: str
     later_selector: str
     narrowing: bool
+    #: Whether the selector needs the teacher's IoUs (``train.teacher_model_name_or_path`` scores the pool too).
+    teacher: bool = False
 
     def selector(self, r: int) -> str:
         """The :data:`timegrpo.curriculum.select.SELECTORS` name of round ``r`` (1-based)."""
@@ -84,6 +86,8 @@ class RoundStrategy:
 
 ROUND_STRATEGIES: Registry[RoundStrategy] = Registry("round strategy")
 ROUND_STRATEGIES.register("timerft", RoundStrategy("timerft", "timerft_refilter", narrowing=True))
+for _name in ("tvdf", "tvdf_even", "tvdf_buckets", "tvdf_gaussian"):  # Video-OPD: every round from the whole pool
+    ROUND_STRATEGIES.register(_name, RoundStrategy(_name, _name, narrowing=False, teacher=True))
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -97,17 +101,21 @@ def rounds_dir(cfg: RecipeConfig) -> Path:
     return Path(cfg.curriculum.out or Path(cfg.train.output_dir) / "rounds")
 
 
-def score_config(cfg: RecipeConfig, model: str, candidates: Path, out: Path) -> CurriculumScoreConfig:
+def score_config(cfg: RecipeConfig, model: str, candidates: Path, out: Path, teacher_scores: Path | None = None
+                 ) -> CurriculumScoreConfig:
     """The scorer's options for one round: the recipe's prompt, video sampling, dtype and frame cache, and the
-    ``curriculum.score_*`` decoding."""
+    ``curriculum.score_*`` decoding; with ``teacher_scores``, the recipe's teacher also answers
+    (``curriculum.teacher_n`` times, rows shared by every round in that file)."""
     c, d, m = cfg.curriculum, cfg.data, cfg.model
+    teacher = cfg.train.teacher_model_name_or_path if teacher_scores is not None else None
     video = VideoOptions(**{name: getattr(d, name) for name in VIDEO_FIELDS})
     sampling = ScoreSampling(max_new_tokens=c.score_max_new_tokens or cfg.train.max_completion_length,
                              do_sample=c.score_do_sample, temperature=c.score_temperature, seed=cfg.train.seed)
     return CurriculumScoreConfig(model=model, annotations=str(candidates), out=str(out), n=c.score_n,
                                  format="moment_detr", template=d.prompt_template, batch_size=c.score_batch_size,
                                  dtype=m.torch_dtype, attn_implementation=m.attn_implementation,
-                                 frame_cache=d.frame_cache_dir, video=video, sampling=sampling)
+                                 frame_cache=d.frame_cache_dir, video=video, sampling=sampling, teacher=teacher,
+                                 teacher_n=c.teacher_n, teacher_scores=None if teacher is None else str(teacher_scores))
 
 
 def round_recipe(cfg: RecipeConfig, r: int, model: str, selection: Path, train_dir: Path) -> RecipeConfig:
@@ -162,26 +170,28 @@ def score_and_select(cfg: RecipeConfig, strategy: RoundStrategy, r: int, model: 
     import torch
 
     from timegrpo.curriculum.score import run_score
-    from timegrpo.curriculum.select import run_select
+    from timegrpo.curriculum.tvdf import run_selector
 
     scores = folder / "scores.jsonl"
     say(f"round {r}: scoring {candidates} with {model}")
-    run_score(score_config(cfg, model, candidates, scores))
+    teacher_scores = folder.parent / "teacher_scores.jsonl" if strategy.teacher else None
+    run_score(score_config(cfg, model, candidates, scores, teacher_scores))
     gc.collect()  # the scoring model leaves the device before training starts
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     method = strategy.selector(r)
-    summary = run_select(SelectConfig(method=method, annotations=str(candidates), scores=str(scores),
-                                      k=cfg.curriculum.k, seed=cfg.train.seed, out=str(folder / "selection.jsonl"),
-                                      format="moment_detr"))
+    summary = run_selector(SelectConfig(method=method, annotations=str(candidates), scores=str(scores),
+                                        k=cfg.curriculum.k, seed=cfg.train.seed,
+                                        out=str(folder / "selection.jsonl"), format="moment_detr"))
     say(f"round {r}: {method} kept {summary['selected']['n']} of {summary['pool']['n']} "
         f"(mean IoU {summary['pool']['mean_iou']:.3f} -> {summary['selected']['mean_iou'] or 0:.3f})")
     if not summary["selected"]["n"]:
         p = summary["pool"]
-        raise RoundError(f"round {r}: {method} kept none of the {p['n']} samples of {candidates} (scores in {scores}: "
-                         f"mean IoU {p['mean_iou']:.3f}, {p['iou_zero']} at IoU 0); its rule (timegrpo.curriculum.select) "
-                         "excludes them all, e.g. timerft drops IoU 0 and timerft_refilter keeps 0 < IoU <= 0.7: start "
-                         "from a model that solves some of the pool (an SFT warm start), or stop at the last round")
+        raise RoundError(f"round {r}: {method} kept none of the {p['n']} samples of {candidates} (mean IoU "
+                         f"{p['mean_iou']:.3f}; scores in {scores}, summary in {folder / 'selection.summary.json'}); "
+                         "its rule excludes them all (timerft drops IoU 0, timerft_refilter keeps 0 < IoU <= 0.7, the "
+                         "tvdf selectors need a teacher mean IoU >= 0.5): start from a model that solves some of the "
+                         "pool (an SFT warm start), or stop at the last round")
     return summary
 
 
@@ -220,9 +230,19 @@ def prepare(cfg: RecipeConfig, out: Path) -> tuple[RoundStrategy, Path, dict[str
     c = cfg.curriculum
     if c.strategy not in ROUND_STRATEGIES:
         raise ConfigError(f"curriculum.strategy: {c.strategy!r} is not one of {', '.join(ROUND_STRATEGIES.names())}")
+    strategy = ROUND_STRATEGIES.get(c.strategy)
     settings = {"strategy": c.strategy, "k": c.k, "train_file": str(cfg.data.train_file),
                 "max_train_samples": cfg.data.max_train_samples, "base_model": cfg.model.model_name_or_path,
                 "seed": cfg.train.seed}
+    if strategy.teacher:
+        teacher = cfg.train.teacher_model_name_or_path
+        if not teacher:
+            raise ConfigError(f"train.teacher_model_name_or_path: curriculum.strategy {c.strategy} selects with a "
+                              "teacher's answers: name the teacher (the OPD recipe's)")
+        if c.teacher_n > 1 and not c.score_do_sample:
+            raise ConfigError(f"curriculum.score_do_sample: the teacher answers teacher_n = {c.teacher_n} times; set "
+                              "score_do_sample: true (or teacher_n: 1)")
+        settings.update(teacher=teacher, teacher_n=c.teacher_n)
     state = out / "rounds.json"
     if state.is_file():
         old = json.loads(state.read_text(encoding="utf-8"))["settings"]
@@ -237,7 +257,7 @@ def prepare(cfg: RecipeConfig, out: Path) -> tuple[RoundStrategy, Path, dict[str
         samples = [dataclasses.replace(s, video=str(Path(s.video).resolve()) if s.video else None)
                    for s in load_samples(cfg)]
         write_moment_detr(samples, pool)
-    return ROUND_STRATEGIES.get(c.strategy), pool, settings
+    return strategy, pool, settings
 
 
 def run_rounds(cfg: RecipeConfig) -> dict[str, Any]:
