@@ -113,3 +113,13 @@ def test_videotg_recipe_is_the_grpo_core_with_curriculum_masking():
     header = (REPO / "recipes/videotg_r1_qwen2_5_vl_7b.yaml").read_text().split("\nmethod:")[0]
     stages = [header.index(f"timegrpo curriculum {s}") for s in ("score", "reflect", "select --method dea_stratified")]
     assert stages == sorted(stages) and cfg.data.train_file in header  # the chain ends in this recipe's data
+
+
+def test_tvdf_recipe_is_video_opd_in_three_rounds():
+    base = load_recipe(REPO / "recipes/video_opd_qwen3_vl_8b.yaml", [])
+    cfg = load_recipe(REPO / "recipes/video_opd_tvdf_qwen3_vl_8b.yaml", [])
+    c = cfg.curriculum
+    assert (c.strategy, c.rounds, c.k, c.teacher_n, c.score_do_sample) == ("tvdf", 3, 2500, 4, True)
+    assert cfg.method == "opd" and cfg.model == base.model
+    assert cfg.train.teacher_model_name_or_path == base.train.teacher_model_name_or_path
+    assert (cfg.train.num_generations, cfg.train.learning_rate, cfg.train.lr_scheduler_type) == (1, 1e-6, "constant")
