@@ -14,6 +14,7 @@ import timegrpo.curriculum.rounds as rounds
 import timegrpo.curriculum.score as score_module
 from timegrpo.cli import main
 from timegrpo.config import load_recipe
+from timegrpo.trainer.loop import STATE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "recipes" / "tiny_timerft_cpu.yaml"
@@ -70,11 +71,18 @@ class Fakes:
         self.trained.append({"model": cfg.model.model_name_or_path, "file": Path(cfg.data.train_file).parent.name,
                              "epochs": t.num_train_epochs, "resume": t.resume_from_checkpoint,
                              "command": command})
-        (Path(t.output_dir) / "checkpoint-1" / "state").mkdir(parents=True, exist_ok=True)
+        checkpoint(Path(t.output_dir) / "checkpoint-1")
+        (Path(t.output_dir) / "checkpoint-9" / "state").mkdir(parents=True, exist_ok=True)  # incomplete: ignored
         if self.fail_training == len(self.trained):
             return subprocess.CompletedProcess(command, 1)
-        (Path(t.output_dir) / "checkpoint-2" / "state").mkdir(parents=True, exist_ok=True)
+        checkpoint(Path(t.output_dir) / "checkpoint-2")
         return subprocess.CompletedProcess(command, 0)
+
+
+def checkpoint(path: Path) -> None:
+    """A complete checkpoint folder, as far as resuming is concerned: its counters file."""
+    (path / "state").mkdir(parents=True, exist_ok=True)
+    (path / "state" / STATE_FILE).write_text('{"format": 1, "step": 1}\n')
 
 
 def argv(pool, tmp_path, *extra):

@@ -91,8 +91,12 @@ for _name in ("tvdf", "tvdf_even", "tvdf_buckets", "tvdf_gaussian"):  # Video-OP
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    """The ``checkpoint-N`` folder of ``folder`` with the largest ``N`` that holds a resumable ``state/``."""
-    found = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "state").is_dir()]
+    """The complete ``checkpoint-N`` folder of ``folder`` with the largest ``N`` (complete: its
+    ``state/`` holds the trainer's counters, written last, :data:`timegrpo.trainer.loop.STATE_FILE`)."""
+    from timegrpo.trainer.loop import STATE_FILE
+
+    found = [p for p in folder.glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "state" / STATE_FILE).is_file()]
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
