@@ -156,3 +156,18 @@ def test_moment_detr_video_paths(tmp_path: Path) -> None:
     samples, rep = load_annotations(p, video_dir=tmp_path / "videos", on_bad="skip")
     assert [s.qid for s in samples] == ["1"] and rep.dropped == {"missing_video": 1}
     assert samples[0].video == str(tmp_path / "videos" / "v1.mp4")
+
+
+def test_an_absolute_video_path_that_exists_is_found_with_another_video_dir(tmp_path: Path) -> None:
+    """Curriculum selections carry absolute paths; a recipe's video_dir (where the base names are not) keeps working."""
+    (tmp_path / "deep" / "videos").mkdir(parents=True)
+    video = tmp_path / "deep" / "videos" / "v1.mp4"
+    video.write_bytes(b"\0")
+    p = tmp_path / "sel.jsonl"
+    row = {"qid": 1, "query": "q", "vid": "v1", "duration": 3, "relevant_windows": [[0, 1]], "video": str(video)}
+    p.write_text(json.dumps(row) + "\n")
+    samples, rep = load_annotations(p, video_dir=tmp_path / "deep")
+    assert samples[0].video == str(video) and not rep.dropped
+    video.unlink()  # gone: the video_dir candidate is named, and counted missing
+    with pytest.raises(AnnotationError, match="missing_video"):
+        load_annotations(p, video_dir=tmp_path / "deep")

@@ -23,7 +23,8 @@ described in ``../shared/data/README.md``):
 ==================  =============================================================================================
 
 Video paths: with ``video_dir`` a sample's video is looked up there (the record's own path, its base name,
-or ``{vid}{ext}``) and a missing file is the ``missing_video`` anomaly; without it, a path written in the
+or ``{vid}{ext}``; an absolute path in the record that exists is also taken, as written files such as curriculum
+selections carry) and a missing file is the ``missing_video`` anomaly; without it, a path written in the
 record is kept (``moment_detr`` resolves a relative ``video`` against the jsonl's folder, the convention of
 the files we write; Time-R1 paths are relative to that project's root and are kept verbatim).
 """
@@ -115,6 +116,7 @@ def _resolve_video(vid: str, given: str | None, ctx: ReadContext, base: Path | N
             if not g.is_absolute():
                 cands.append(ctx.video_dir / g)
             cands.append(ctx.video_dir / g.name)
+            cands += [g] if g.is_absolute() else []
         else:
             cands += [ctx.video_dir / vid] if Path(vid).suffix.lower() in VIDEO_EXTS else []
             cands += [ctx.video_dir / f"{vid}{ext}" for ext in VIDEO_EXTS]

@@ -46,7 +46,7 @@ from timegrpo.algos.advantages import ADVANTAGES, zero_variance_share
 from timegrpo.algos.aggregate import dapo_tokens_per_micro_batch
 from timegrpo.algos.losses import LossSettings, PolicyLossInputs, compute_policy_loss
 from timegrpo.data.schema import Sample
-from timegrpo.data.source import VideoSource
+from timegrpo.data.source import FrameTransform, VideoSource
 from timegrpo.models.loading import make_reference, reference_context
 from timegrpo.models.vision import VisionCallCounter, encode_videos
 from timegrpo.prompts import prompt_inputs
@@ -124,10 +124,12 @@ class GRPOTrainer(TrainLoop):
     def __init__(self, cfg: Any, model: nn.Module, processor: Any, train_samples: Sequence[Sample],
                  videos: VideoSource, *, accelerator: Any = None,
                  reward_funcs: Sequence[Any] | None = None, teacher: nn.Module | None = None,
-                 load_reference: Callable[[], nn.Module] | None = None) -> None:
+                 load_reference: Callable[[], nn.Module] | None = None,
+                 frame_transform: FrameTransform | None = None) -> None:
         t = cfg.train
         self.cfg = cfg
         self.videos = videos
+        self.frame_transform = frame_transform
         self.rewards = reward_set(t, reward_funcs)
         self.loss_settings = LossSettings.from_recipe(cfg)
         self.sampling = sampling_params(t)
@@ -183,14 +185,17 @@ class GRPOTrainer(TrainLoop):
 
     def rollout(self, samples: Sequence[Sample], seed: int, inputs: dict[str, Any] | None = None) -> ScoredRollout:
         """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients). ``inputs``:
-        the samples' :func:`prompt_inputs` when already made (prefetched), else they are made here."""
-        inputs = self.prompt_inputs(samples) if inputs is None else self._on_device(inputs)
+        the samples' :func:`prompt_inputs` when already made (prefetched), else they are made here with the
+        frames of the current step."""
+        inputs = self.prompt_inputs(samples, self.state["step"]) if inputs is None else self._on_device(inputs)
         batch, rewards, log = self.draw(inputs, samples, seed)
         return self.scored(batch, rewards, log, inputs, samples)
 
-    def prompt_inputs(self, samples: Sequence[Sample]) -> dict[str, Any]:
-        """The processor's inputs for ``samples`` (frames, chat prompt), on the device."""
-        return self._on_device(prompt_inputs(self.processor, samples, self.videos, self.cfg.data.prompt_template))
+    def prompt_inputs(self, samples: Sequence[Sample], step: int) -> dict[str, Any]:
+        """The processor's inputs for ``samples`` (frames of optimiser ``step``: :meth:`step_videos`, chat
+        prompt), on the device."""
+        return self._on_device(prompt_inputs(self.processor, samples, self.step_videos(step),
+                                             self.cfg.data.prompt_template))
 
     def _on_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
