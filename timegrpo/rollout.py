@@ -11,7 +11,10 @@ did: the same ``video_grid_thw``, ``second_per_grid_ts`` (Qwen2.5-VL places fram
 Time-R1 code drops it in the loss forward, which is wrong whenever fps != 2) and ``mm_token_type_ids``, and the
 vision tower's output computed once per prompt per step (:mod:`timegrpo.models.vision`).
 
-Rows are ordered prompt-major: rows ``i*G .. i*G+G-1`` are the G completions of prompt ``i``.
+Rows are ordered prompt-major: rows ``i*G .. i*G+G-1`` are the G completions of prompt ``i``. With
+``share_prefix`` (``train.share_prompt_prefix``) the language model also computes each prompt once for its rows,
+in generation and in :func:`completion_logps` (:mod:`timegrpo.models.prefix`); the results are the row-by-row
+computation's up to float rounding.
 """
 
 from __future__ import annotations
