@@ -137,3 +137,19 @@ def test_eager_attention_takes_the_additive_mask():
     ref = completion_logps(model, batch)
     got = completion_logps(model, batch, share_prefix=True)
     assert (got - ref)[batch.completion_mask.bool()].abs().max() <= TOL
+
+
+def test_attention_without_4d_masks_runs_the_log_prob_forwards_row_by_row(monkeypatch, caplog):
+    """flash attention takes no 4-D mask: the log-prob forwards then run unshared (said once), still exact."""
+    import timegrpo.rollout as rollout_module
+
+    model, _, _, batch = rollout("qwen2_5_vl", 2.0, (8, 12))
+    calls = []
+    monkeypatch.setattr(rollout_module, "packed_forward_supported", lambda m: False)
+    monkeypatch.setattr(rollout_module, "pack", lambda *a, **k: calls.append(a))
+    rollout_module._warned_unshared.clear()
+    with caplog.at_level("WARNING", logger="timegrpo.rollout"):
+        got = completion_logps(model, batch, share_prefix=True)
+        completion_logps(model, batch, share_prefix=True)
+    assert not calls and torch.equal(got, completion_logps(model, batch))
+    assert sum("takes no 4-D attention mask" in r.message for r in caplog.records) == 1

@@ -19,10 +19,10 @@ GROUP_NAMES = {"data": "data (frames + processor)", "generation": "generation", 
 #: The GPU measurements the issue asks for: G 8, 2 fps, 3.6K visual tokens (36 s at 2 fps, 280x280 frames).
 GPU_COMMANDS = [
     "timegrpo bench --arch qwen2_5_vl_3b --frames 72 --size 280 --prompts 1 --num-generations 8 "
-    "--completion-len 200 --steps 5 --warmup 2 --gradient-checkpointing --vs-trl --sequential "
+    "--completion-len 200 --steps 5 --warmup 2 --gradient-checkpointing --vs-trl --sequential --compare-prefix-off "
     "--json-out outputs/bench-3b.json --markdown outputs/BENCHMARKS-3b.md",
     "timegrpo bench --arch qwen2_5_vl_7b --frames 72 --size 280 --prompts 1 --num-generations 8 "
-    "--completion-len 200 --steps 5 --warmup 2 --gradient-checkpointing --vs-trl --sequential "
+    "--completion-len 200 --steps 5 --warmup 2 --gradient-checkpointing --vs-trl --sequential --compare-prefix-off "
     "--json-out outputs/bench-7b.json --markdown outputs/BENCHMARKS-7b.md",
 ]
 
