@@ -153,7 +153,9 @@ def _prefix_summary(results: Sequence[dict[str, Any]]) -> list[str]:
                      f"{_memory(r)} | {_memory(off)} |")
     lines += ["", "LM tokens: tokens the language model computed in the step (generation's prefill and decoding, "
               "the log-prob forwards, the train forward; counted at the decoder's input). Peak memory: the GPU's "
-              "peak allocated memory where there is one, else the growth of the resident set within a step. "
+              "peak allocated memory where there is one (a sequential run: each trainer alone on the GPU), else the "
+              "growth of the resident set within a step, a rough figure: the CPU allocator keeps what earlier steps "
+              "freed, so the resident set grows only when a step needs more than the process already holds. "
               "Both ran in the same process, step for step, unless the run was sequential.", ""]
     return lines
 
