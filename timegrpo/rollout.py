@@ -27,7 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from timegrpo.models.prefix import pack, packed_forward_supported, prefill, prompt_positions, video_kwargs
+from timegrpo.models.prefix import (
+    attention_implementation,
+    pack,
+    packed_forward_supported,
+    prefill,
+    prompt_positions,
+    video_kwargs,
+)
 from timegrpo.models.vision import VideoFeatures, encode_videos, encoder_outputs, select_videos
 
 logger = logging.getLogger(__name__)
@@ -262,8 +269,6 @@ def _can_share(model: nn.Module, share_prefix: bool) -> bool:
     """``share_prefix``, unless the model's attention takes no 4-D mask (said once per implementation)."""
     if not share_prefix or packed_forward_supported(model):
         return share_prefix
-    from timegrpo.models.prefix import attention_implementation
-
     impl = attention_implementation(model)
     if impl not in _warned_unshared:
         _warned_unshared.add(impl)
