@@ -338,6 +338,13 @@ class RLConfig(OptimConfig):
         None, "Most completions (rows) in one log-prob forward (old, reference, teacher and the train forward, "
         "whose gradients are unchanged); None = all P*G rows of a micro-batch at once."
     )
+    share_prompt_prefix: bool = opt(
+        True, "Compute each prompt (its video's tokens included) once for its num_generations completions: one "
+        "prefill per prompt in generation, and one packed row per prompt in the old/reference/teacher/train "
+        "log-prob forwards (gradients from every completion summed into the shared prompt). The same log-probs, "
+        "gradients and samples up to float rounding; false = every completion row repeats its prompt. The "
+        "forwards need an attention taking 4-D masks (sdpa, eager); with flash attention only generation shares."
+    )
     log_completions: bool = opt(
         False, "Write every sampled completion of a logging step (all its micro-batches, this process's prompts "
         "on the main process) with its qid and reward to output_dir/completions.jsonl."

@@ -22,7 +22,9 @@ prompts on each of ``W`` processes):
    trains), the policy loss, ``accelerator.backward``; then clip, step, schedule.
 
 The micro-batches' inputs (frames, processor tensors) are prepared ahead by ``data.num_workers`` threads
-(:mod:`timegrpo.trainer.prefetch`); ``train.logprob_batch_size`` chunks the rows of every log-prob forward. The
+(:mod:`timegrpo.trainer.prefetch`); ``train.logprob_batch_size`` chunks the rows of every log-prob forward;
+``train.share_prompt_prefix`` computes each prompt once for its G completions in generation and in every log-prob
+forward (:mod:`timegrpo.models.prefix`; same results, less work). The
 step's metrics are combined over micro-batches, iterations and processes as :mod:`timegrpo.trainer.metrics`
 says (means over all completions, token means, min/max, sums).
 
@@ -232,7 +234,8 @@ class GRPOTrainer(TrainLoop):
         with unwrap_model_for_generation(self.model, self.accelerator) as gen_model:
             was_training = gen_model.training
             gen_model.eval()
-            batch = generate(gen_model, self.processor, inputs, self.sampling)
+            batch = generate(gen_model, self.processor, inputs, self.sampling,
+                             share_prefix=self.args.share_prompt_prefix)
             gen_model.train(was_training)
         return batch
 
@@ -240,7 +243,8 @@ class GRPOTrainer(TrainLoop):
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Old-policy (``num_iterations > 1``), reference (``beta != 0``) and teacher log-probs ``(N, Lc)``."""
         t = self.args
-        kw = {"temperature": t.temperature, "batch_size": t.logprob_batch_size}
+        kw = {"temperature": t.temperature, "batch_size": t.logprob_batch_size,
+              "share_prefix": t.share_prompt_prefix}
         old = completion_logps(self.model, batch, **kw) if t.num_iterations > 1 else None
         ref = teacher = None
         if t.beta != 0:
@@ -328,7 +332,8 @@ class GRPOTrainer(TrainLoop):
         """Loss and backward of one micro-batch (and, on the last of an accumulation, clip + optimiser step)."""
         with self.accelerator.accumulate(self.model), train_mode(self.model):
             logps = completion_logps(self.model, mb.rollout.batch, temperature=self.args.temperature, with_grad=True,
-                                     batch_size=self.args.logprob_batch_size)
+                                     batch_size=self.args.logprob_batch_size,
+                                     share_prefix=self.args.share_prompt_prefix)
             out = compute_policy_loss(mb.loss_inputs(logps), self.loss_settings, tokens_per_micro_batch=tokens)
             log = {"loss": float(out.loss.detach()), **{k: float(v) for k, v in out.metrics.items()}}
             log.update(self.optimizer_step(out.loss))
