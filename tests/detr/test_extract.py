@@ -125,6 +125,16 @@ def test_resume_settings_and_bad_videos(tmp_path, tiny_clip, capsys, broken_vide
     assert not (out / "clip_text" / "qid7.npz").exists()
 
 
+def test_a_model_that_cannot_load_is_one_line(tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    colour_video(videos / "v1.mp4", [(RED, 4.0)])
+    ann = annotations(tmp_path / "a.jsonl", [{"qid": 1, "vid": "v1", "query": "q", "duration": 4.0}])
+    assert run(tmp_path / "f", videos, ann, tmp_path / "no-such-model") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("timegrpo detr: error: cannot load the CLIP model") and "--model" in err
+
+
 def test_synthetic_benchmark_videos(tmp_path, tiny_clip, capsys):
     from timegrpo.data.synthetic import SynthConfig, generate
 

@@ -181,11 +181,16 @@ class ClipEncoder:
         import torch
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if device == "auto" else device)
-        self.model = CLIPModel.from_pretrained(name, dtype=torch.float32).to(self.device).eval()
-        self.images = AutoImageProcessor.from_pretrained(name)
-        self.tokenizer = AutoTokenizer.from_pretrained(name)
+        from timegrpo.detr.train import pick_device
+
+        self.device = pick_device(device)
+        try:
+            self.model = CLIPModel.from_pretrained(name, dtype=torch.float32).to(self.device).eval()
+            self.images = AutoImageProcessor.from_pretrained(name)
+            self.tokenizer = AutoTokenizer.from_pretrained(name)
+        except OSError as err:  # not a folder, not on the Hub, or offline without a cached copy
+            raise FeatureExtractionError(f"cannot load the CLIP model {name!r} ({err}); pass --model a local "
+                                         "folder or a Hub id reachable from here") from None
         self.tokenizer.padding_side = "right"
         self.max_tokens = min(int(self.model.config.text_config.max_position_embeddings),
                               int(self.tokenizer.model_max_length))
