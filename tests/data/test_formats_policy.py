@@ -129,8 +129,11 @@ def test_detect_format_on_small_files(tmp_path: Path) -> None:
         "e.json": json.dumps([{"path": "v.mp4", "question": "q", "answer": "0-1", "duration": 3}]),
         "f.json": json.dumps({"v": {"duration": 3, "timestamps": [[0, 1]], "sentences": ["q"]}}),
         "g.json": json.dumps({"v.avi": {"fps": 2, "num_frames": 6, "timestamps": [[0, 1]], "sentences": ["q"]}}),
+        "i.json": json.dumps({"v": {"duration": 3, "spans": [[0, 1]], "queries": ["q"]}}),
+        "j.jsonl": json.dumps({"video_path": "s/v.mp4", "duration": 3, "events": [{"query": "q", "span": [[0, 1]]}]}),
     }
-    expected = ["charades_sta", "moment_detr", "rextime", "time_r1", "tvgbench", "activitynet", "tacos_2dtan"]
+    expected = ["charades_sta", "moment_detr", "rextime", "time_r1", "tvgbench", "activitynet", "tacos_2dtan",
+                "timelens_bench", "timelens_100k"]
     for (name, text), fmt in zip(cases.items(), expected):
         (tmp_path / name).write_text(text)
         assert detect_format(tmp_path / name) == fmt, name

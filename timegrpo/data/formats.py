@@ -20,6 +20,8 @@ described in ``../shared/data/README.md``):
 ``tvgbench``        list of ``{path, question, answer "s-e", start, end, duration, bins: {dataset}, ...}``
 ``nextgqa``         ``gsub_{split}.json`` windows joined with ``{split}.csv`` questions on (video_id, qid);
                     either file may be given, the other is found beside it; qid ``{video_id}_{qid}``
+``timelens_bench``  TimeLens-Bench json ``{vid: {duration, spans, queries}}`` (:mod:`timegrpo.data.timelens`)
+``timelens_100k``   TimeLens-100K jsonl ``{video_path, duration, source, events: [{query, span}]}`` (same module)
 ==================  =============================================================================================
 
 Video paths: with ``video_dir`` a sample's video is looked up there (the record's own path, its base name,
@@ -444,6 +446,8 @@ def _detect_json(path: Path) -> str | None:
             return "tacos_2dtan" if {"fps", "num_frames"} <= first.keys() else "activitynet"
         if "location" in first:
             return "nextgqa"
+        if {"spans", "queries"} <= first.keys():
+            return "timelens_bench"
     return None
 
 
@@ -457,6 +461,8 @@ def _detect_jsonl(path: Path) -> str | None:
             return "rextime"
         if {"qid", "query", "vid"} <= d.keys():
             return "moment_detr"
+        if {"video_path", "events"} <= d.keys():
+            return "timelens_100k"
         return None
     return None
 
@@ -580,3 +586,7 @@ def _is_file(path: str | None, memo: dict[str, bool]) -> bool:
     if path not in memo:
         memo[path] = Path(path).is_file()
     return memo[path]
+
+
+# The TimeLens readers live in their own module (this one is near its size limit); importing it registers them.
+from timegrpo.data import timelens as _timelens  # noqa: E402,F401
