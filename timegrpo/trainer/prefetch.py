@@ -43,7 +43,8 @@ class InputPrefetch:
                  source: str | None = None) -> None:
         self.loop = loop
         self.template = template
-        self.bad_videos = BadVideos(loop.samples, loop.videos, on_bad, loop.output_dir, source)
+        # the loop's frame source looked up at each call (a profiler or a test may wrap it after construction)
+        self.bad_videos = BadVideos(loop.samples, lambda s: loop.videos(s), on_bad, loop.output_dir, source)
         self.accumulation = loop.args.gradient_accumulation_steps
         # one processor copy per worker, made here: copying a fast tokenizer while another thread uses it fails
         self._copies: queue.SimpleQueue[Any] = queue.SimpleQueue()
