@@ -118,14 +118,15 @@ def _sft(cfg: Any, model: Any, processor: Any, train: list[Any], videos: Any, ou
     return SFTTrainer(replace(cfg, sft=sft), model, processor, train, videos, target=FIXED_RATIONALE_TARGET)
 
 
-def _synthesise(dc: DemoConfig, out: Path) -> tuple[list[Any], list[Any], Any]:
-    """The synthetic benchmark in ``OUT/data`` (noisy train labels): train and test samples and their frames."""
+def _synthesise(dc: DemoConfig, out: Path, partial_share: float = 0.0) -> tuple[list[Any], list[Any], Any]:
+    """The synthetic benchmark in ``OUT/data`` (noisy train labels; ``partial_share`` of the videos with a
+    planted second occurrence, none for the grounding demo): train and test samples and their frames."""
     from timegrpo.data.source import video_source
     from timegrpo.data.synthetic import SynthConfig, generate, load_split, recommended_sampling
 
     data = out / "data"
     generate(SynthConfig(n=dc.n_videos, seed=dc.seed, val_size=0, test_size=dc.test_size,
-                         label_jitter=dc.label_jitter), data)
+                         label_jitter=dc.label_jitter, partial_share=partial_share), data)
     videos = video_source(recommended_sampling(), cache_dir=str(out / "frames"))
     return load_split(data, "train"), load_split(data, "test"), videos
 
