@@ -94,6 +94,17 @@ TEMPLATES.register(
                    "in <answer> </answer>.", think=True),
 )
 
+#: The Boundary Reflection Agent's question (VideoTG-R1, SPEC section 2; the wording is ours): the video it is
+#: asked about has the annotated window's frames blacked out (:mod:`timegrpo.curriculum.reflection`); the answer
+#: is read by :func:`timegrpo.parsing.parse_ranges`.
+TEMPLATES.register(
+    "boundary_reflection",
+    PromptTemplate('In this {duration}-second video, the frames where "{query}" was annotated have been replaced by '
+                   'black frames. Does "{query}" also happen at another time in the video? Give every other time '
+                   'range as "start to end" in seconds, separated by commas, within <answer> </answer>, or answer '
+                   "<answer>none</answer> if it happens nowhere else.", think=False),
+)
+
 
 def register_template(name: str, template: PromptTemplate | str, **fields: Any) -> PromptTemplate:
     """Register a template under ``name`` (a taken name is an error). A str becomes ``PromptTemplate(text, **fields)``.

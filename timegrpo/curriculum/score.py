@@ -67,9 +67,9 @@ def fingerprint(cfg: CurriculumScoreConfig, video: Any) -> dict[str, Any]:
             "dtype": cfg.dtype, "sampling": dataclasses.asdict(cfg.sampling), "video": dataclasses.asdict(video)}
 
 
-def prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> set[str]:
+def prepare_out(out: Path, settings: dict[str, Any], overwrite: bool, what: str = "scores") -> set[str]:
     """Ready ``out`` for writing: start over (``overwrite``), or check the saved settings and repair a
-    partially written last line; returns the qids already scored."""
+    partially written last line; returns the qids already done. ``what`` names the rows in messages."""
     side = config_path(out)
     if overwrite:
         out.unlink(missing_ok=True)
@@ -77,7 +77,7 @@ def prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> set[str
         old = json.loads(side.read_text(encoding="utf-8"))
         diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
         if diffs:
-            raise EvalError(f"{out} holds scores made with other settings ({'; '.join(diffs)}); use another --out, "
+            raise EvalError(f"{out} holds {what} made with other settings ({'; '.join(diffs)}); use another --out, "
                             "or --overwrite to discard them")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(side, json.dumps(settings, indent=2) + "\n")
@@ -110,7 +110,8 @@ def iter_scores(model: Any, processor: Any, samples: Sequence[Sample], videos: A
                    for j, s in enumerate(batch)]
 
 
-def _load_model(cfg: CurriculumScoreConfig) -> tuple[Any, Any]:
+def load_model(cfg: Any) -> tuple[Any, Any]:
+    """The frozen model of a stage (``cfg.model``, ``dtype``, ``attn_implementation``), on the GPU when there is one."""
     import torch
 
     from timegrpo.models.loading import load_policy
@@ -145,7 +146,7 @@ def run_score(cfg: CurriculumScoreConfig) -> dict[str, Any]:
     if bare:
         raise EvalError(f"{len(bare)} samples of {cfg.annotations} have no ground-truth window (first: qid "
                         f"{bare[0]}); scoring needs one")
-    model, processor = _load_model(cfg)
+    model, processor = load_model(cfg)
     patch = int(getattr(getattr(model.config, "vision_config", None), "patch_size", 14))
     video = VideoSampling(**cfg.video.data_config().video_sampling_kwargs(), image_patch_size=patch)
     out = Path(cfg.out)
