@@ -84,7 +84,7 @@ def test_planted_partial_annotations(tmp_path: Path) -> None:
             both = s.meta["clean_windows"] + ([s.meta["other_window"]] if split == "train" else [])
             assert s.meta["planted_partial"] is (split == "train") and len(both) == 2
             (a1, b1), (a2, b2) = sorted(both)
-            assert b1 - a1 >= 2.5 and b2 - a2 >= 2.5 and a2 - b1 >= 3.0 and 0 <= a1 and b2 <= s.duration
+            assert b1 - a1 >= 2.5 and b2 - a2 >= 2.5 and a2 - b1 >= 3.0 and a1 >= 0 and b2 <= s.duration
             if split != "train":
                 assert s.windows == [tuple(w) for w in sorted(both)]
                 continue
