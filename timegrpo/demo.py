@@ -1,5 +1,9 @@
 """``timegrpo demo`` (``make demo``): the main job end to end on CPU, on the embedded synthetic benchmark.
 
+Demos are registered by name in :data:`DEMOS` (``--method``): ``grounding`` (the default, this module: Time-R1's
+GRPO against continued SFT) and ``videotg`` (:mod:`timegrpo.demo_videotg`: VideoTG-R1's agents and curriculum).
+The ``grounding`` demo:
+
 1. write the synthetic benchmark (real H.264 videos: a coloured shape visible during the event), with the
    TRAIN boundaries jittered by ``label_jitter`` seconds (test boundaries exact);
 2. build a tiny Qwen2.5-VL-shaped model offline (``timegrpo.models.tiny``);
@@ -29,25 +33,70 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from timegrpo.config.core import check, check_choice
+from timegrpo.registry import Registry
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"
+
+#: Demo runners by name: ``f(DemoConfig) -> report`` (``timegrpo demo --method NAME``); see :func:`demo_methods`.
+DEMOS: Registry[Callable[[Any], dict[str, Any]]] = Registry("demo")
+
+
+def demo_methods() -> Registry[Callable[[Any], dict[str, Any]]]:
+    """:data:`DEMOS` with every built-in demo registered (``videotg`` lives in its own module)."""
+    import timegrpo.demo_videotg  # noqa: F401  (registers "videotg")
+
+    return DEMOS
+
+
+@dataclass
+class VideoTGOptions:
+    """Section ``videotg``: what ``--method videotg`` (:mod:`timegrpo.demo_videotg`) adds to the shared options."""
+
+    partial_share: float = field(default=0.2, metadata={"help": "share of videos whose event happens twice, one "
+                                                                "occurrence annotated in train (planted partials)"})
+    bra_variant: str = field(default="grounding", metadata={"help": "Boundary Reflection Agent variant (the tiny "
+                                                                   "model follows no instruction: grounding)"})
+    bra_samples: int = field(default=3, metadata={"help": "BRA answers per query"})
+    bra_agree: int = field(default=2, metadata={"help": "BRA answers that must agree outside the annotation"})
+    dea_n: int = field(default=8, metadata={"help": "Difficulty Estimation Agent answers per query"})
+    budget: float = field(default=0.1, metadata={"help": "curriculum subset: this share of the train pool, drawn "
+                                                        "stratified over DEA buckets after BRA filtering"})
+    curriculum_steps: int = field(default=90, metadata={"help": "GRPO steps on the subset (full-data GRPO runs "
+                                                                "rl_steps)"})
+    mask_max_fraction: float = field(default=0.8, metadata={"help": "curriculum masking of hard samples at step "
+                                                                   "0 (0 = off)"})
+
+    def __post_init__(self) -> None:
+        check(0 <= self.partial_share <= 1, "videotg.partial_share", f"must be in [0, 1], got {self.partial_share}")
+        check(1 <= self.bra_agree <= self.bra_samples, "videotg.bra_agree", "must be in [1, bra_samples]")
+        check(0 < self.budget <= 1 and self.dea_n >= 1 and self.curriculum_steps >= 1, "videotg",
+              "need 0 < budget <= 1, dea_n >= 1 and curriculum_steps >= 1")
+        check(0 <= self.mask_max_fraction <= 1, "videotg.mask_max_fraction", "must be in [0, 1]")
 
 
 @dataclass
 class DemoConfig:
     """What the demo runs; every field is a ``timegrpo demo`` option (:mod:`timegrpo.cli.demo`)."""
 
+    method: str = field(default="grounding", metadata={"help": "which demo: grounding (GRPO vs continued SFT) or "
+                                                               "videotg (VideoTG-R1's agents and curriculum)"})
     out: str = field(default="outputs/demo", metadata={"help": "output folder (data, checkpoints, report, plots)"})
     n_videos: int = field(default=900, metadata={"help": "synthetic videos in all splits"})
     test_size: int = field(default=200, metadata={"help": "held-out videos evaluated before/after"})
     label_jitter: float = field(default=1.5, metadata={"help": "train boundary noise, +-seconds (uniform)"})
     sft_steps: int = field(default=1350, metadata={"help": "optimiser steps of the SFT warm start (16 videos each)"})
     rl_steps: int = field(default=430, metadata={"help": "GRPO steps (4 prompts x G 8 each); continued SFT then "
-                                                        "gets the same wall time"})
+                                                        "gets the same wall time (videotg: full-data GRPO)"})
     max_seconds: float = field(default=0.0, metadata={"help": "optional cap on each of SFT and GRPO (0 = none)"})
     seed: int = field(default=0, metadata={"help": "seed of the data, the model and the runs"})
     family: str = field(default="qwen2_5_vl", metadata={"help": "tiny model family"})
     recipe: str = field(default=str(RECIPE), metadata={"help": "recipe whose train section drives GRPO"})
     threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    videotg: VideoTGOptions = field(default_factory=VideoTGOptions, metadata={"help": "method videotg only"})
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, demo_methods().names())
 
 
 def constant_floor(train: list[Any], test: list[Any]) -> dict[str, float]:
@@ -151,7 +200,13 @@ def _evaluator(out: Path, processor: Any, test: list[Any], videos: Any, cfg: Any
 
 
 def run_demo(dc: DemoConfig) -> dict[str, Any]:
-    """Run every stage (see the module docstring); returns the report also written to ``OUT/report.json``."""
+    """Run the demo ``dc.method`` (:data:`DEMOS`); returns the report also written to ``OUT/report.json``."""
+    return demo_methods().get(dc.method)(dc)
+
+
+@DEMOS.register("grounding")
+def run_grounding(dc: DemoConfig) -> dict[str, Any]:
+    """Run every stage of the grounding demo (see the module docstring); returns the report."""
     import torch
 
     from timegrpo.config import load_recipe
