@@ -15,11 +15,14 @@ from pathlib import Path
 import pytest
 
 from timegrpo.config import RecipeConfig
+from timegrpo.curriculum.config import CurriculumScoreConfig, ReflectConfig, SelectConfig
+from timegrpo.demo import DemoConfig
 from timegrpo.detr.config import DetrConfig
 from timegrpo.evaluate.config import EvalConfig, ScoreConfig
 
 PACKAGE = Path(__file__).resolve().parents[2] / "timegrpo"
-CONFIGS = (RecipeConfig, DetrConfig, EvalConfig, ScoreConfig)
+CONFIGS = (RecipeConfig, DetrConfig, EvalConfig, ScoreConfig, CurriculumScoreConfig, ReflectConfig, SelectConfig,
+           DemoConfig)
 
 #: Fields read by name rather than as ``.field``: (config class, dotted field) -> where.
 READ_BY_NAME = {

@@ -6,6 +6,9 @@ Each stage is a command whose output is a saved, auditable file (``timegrpo curr
   jsonl, one row per sample (``qid``, ``ious``).
 - :mod:`.select`: selectors registered by name (:data:`.select.SELECTORS`: ``timerft``, ``timerft_refilter``,
   ``dea_stratified``) turn a pool and its scores into a selected annotation file.
-- :mod:`.difficulty`: the Difficulty Estimation Agent's buckets; :mod:`.reflection`: the Boundary Reflection
-  Agent's partial-annotation rule; :mod:`.masking`: curriculum masking of frames outside the ground truth.
+- :mod:`.reflect`: the Boundary Reflection Agent's command (an annotation file with ``bra_flagged`` and
+  ``bra_reason`` per sample, which ``select`` drops); :mod:`.reflection`: its pure rules (black frames over the
+  annotated window, the partial-annotation rule, the ``instruction`` and ``grounding`` variants).
+- :mod:`.difficulty`: the Difficulty Estimation Agent's buckets; :mod:`.masking`: curriculum masking of frames
+  outside the ground truth.
 """
