@@ -39,7 +39,7 @@ from typing import Any
 
 from timegrpo.demo import DEMOS, DemoConfig, _evaluator, _every, _sft, _synthesise, _table
 
-KEYS = ("mIoU", "R1@0.5", "R1@0.7")
+KEYS = ("mIoU", "R1@0.3", "R1@0.5", "R1@0.7")
 
 
 def _say(msg: str) -> None:
