@@ -17,7 +17,8 @@ from timegrpo.parsing import parse_answer
 from timegrpo.spans import temporal_iou
 
 SMALL = ["--n-videos", "40", "--test-size", "8", "--sft-steps", "30", "--rl-steps", "3", "--curriculum-steps", "2",
-         "--budget", "0.25", "--dea-n", "2", "--partial-share", "0.3", "--threads", "1"]
+         "--budget", "0.25", "--dea-n", "2", "--partial-share", "0.3", "--agent-videos", "12", "--agent-steps", "4",
+         "--threads", "1"]
 
 
 def _lines(path) -> list[dict]:
@@ -38,14 +39,20 @@ def test_videotg_demo_small_run_writes_the_report(tmp_path):
     truth = [s.meta["planted_partial"] for s in train]
     assert len(train) == 32 and sum(truth) >= 3  # planted in ~30% of the videos
 
-    # BRA: precision/recall recomputed from the agent's file against the synthetic truth
-    judged, _ = load_annotations(out / "curriculum" / "bra.jsonl")
-    assert [s.qid for s in judged] == [s.qid for s in train]
-    flagged = [s.meta["bra_flagged"] for s in judged]
-    assert {k: report["bra"][k] for k in ("precision", "recall", "tp", "fp", "fn", "n")} == precision_recall(
-        flagged, truth)
-    assert report["bra"]["flagged"] == sum(flagged) and report["bra"]["planted"] == sum(truth)
-    assert all(len(s.meta["bra_answers"]) == 3 and s.meta["bra_reason"] for s in judged)
+    # the instruction agent: its own videos (another seed), half planted, none of the pool's
+    own = load_split(out / "agent_data", "train")
+    assert len(own) == 12 and {s.meta["planted_partial"] for s in own} == {True, False}
+    assert (out / "agent" / "config.json").is_file() and report["bra"]["agent"] == str(out / "agent")
+    # BRA: precision/recall recomputed from each variant's file against the synthetic truth
+    for part, name, variant in (("bra", "bra.jsonl", "instruction"), ("bra_compare", "bra_compare.jsonl", "grounding")):
+        judged, _ = load_annotations(out / "curriculum" / name)
+        assert [s.qid for s in judged] == [s.qid for s in train] and report[part]["variant"] == variant
+        flags = [s.meta["bra_flagged"] for s in judged]
+        assert {k: report[part][k] for k in ("precision", "recall", "tp", "fp", "fn", "n")} == precision_recall(
+            flags, truth)
+        assert report[part]["flagged"] == sum(flags) and report[part]["planted"] == sum(truth)
+        assert all(len(s.meta["bra_answers"]) == 3 and s.meta["bra_reason"] for s in judged)
+    flagged = [s.meta["bra_flagged"] for s in load_annotations(out / "curriculum" / "bra.jsonl")[0]]
 
     # DEA: dea_n answers per query, buckets of their mean IoU
     scores = {r["qid"]: r["ious"] for r in _lines(out / "curriculum" / "dea_scores.jsonl")}
