@@ -1,5 +1,9 @@
 """``timegrpo demo`` (``make demo``): the main job end to end on CPU, on the embedded synthetic benchmark.
 
+Demos are registered by name in :data:`DEMOS` (``--method``): ``grounding`` (the default, this module: Time-R1's
+GRPO against continued SFT) and ``videotg`` (:mod:`timegrpo.demo_videotg`: VideoTG-R1's agents and curriculum).
+The ``grounding`` demo:
+
 1. write the synthetic benchmark (real H.264 videos: a coloured shape visible during the event), with the
    TRAIN boundaries jittered by ``label_jitter`` seconds (test boundaries exact);
 2. build a tiny Qwen2.5-VL-shaped model offline (``timegrpo.models.tiny``);
@@ -29,25 +33,104 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from timegrpo.config.core import check, check_choice
+from timegrpo.registry import Registry
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"
+
+@dataclass(frozen=True)
+class Demo:
+    """A registered demo: its runner ``run(DemoConfig) -> report`` and its defaults for the shared step options
+    (``sft_steps``, ``rl_steps``) when the command line leaves them unset."""
+
+    run: Callable[[Any], dict[str, Any]]
+    sft_steps: int
+    rl_steps: int
+
+
+#: Demos by name (``timegrpo demo --method NAME``); see :func:`register_demo` and :func:`demo_methods`.
+DEMOS: Registry[Demo] = Registry("demo")
+
+
+def register_demo(name: str, *, sft_steps: int, rl_steps: int) -> Callable[[Any], Any]:
+    """Register the decorated runner as demo ``name`` with its step defaults."""
+    def add(run: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+        DEMOS.register(name, Demo(run, sft_steps, rl_steps))
+        return run
+
+    return add
+
+
+def demo_methods() -> Registry[Demo]:
+    """:data:`DEMOS` with every built-in demo registered (``videotg`` lives in its own module)."""
+    import timegrpo.demo_videotg  # noqa: F401  (registers "videotg")
+
+    return DEMOS
+
+
+@dataclass
+class VideoTGOptions:
+    """Section ``videotg``: what ``--method videotg`` (:mod:`timegrpo.demo_videotg`) adds to the shared options."""
+
+    partial_share: float = field(default=0.2, metadata={"help": "share of videos whose event happens twice, one "
+                                                                "occurrence annotated in train (planted partials)"})
+    bra_variant: str = field(default="instruction", metadata={"help": "Boundary Reflection Agent variant: "
+                                                                     "instruction (an agent taught the question on "
+                                                                     "videos of its own) or grounding (the warm start)"})
+    compare_variant: str | None = field(default="grounding", metadata={"help": "also run this variant and report it "
+                                                                              "under bra_compare (none: skip)"})
+    agent_videos: int = field(default=1000, metadata={"help": "instruction agent: synthetic videos of its own"})
+    agent_steps: int = field(default=800, metadata={"help": "instruction agent: SFT steps from the warm start"})
+    bra_samples: int = field(default=3, metadata={"help": "BRA answers per query"})
+    bra_agree: int = field(default=2, metadata={"help": "BRA answers that must agree outside the annotation"})
+    dea_n: int = field(default=8, metadata={"help": "Difficulty Estimation Agent answers per query"})
+    budget: float = field(default=0.1, metadata={"help": "curriculum subset: this share of the train pool, drawn "
+                                                        "stratified over DEA buckets after BRA filtering"})
+    curriculum_steps: int = field(default=60, metadata={"help": "GRPO steps on the subset (20% of full-data "
+                                                                "GRPO's rl_steps)"})
+    mask_max_fraction: float = field(default=0.8, metadata={"help": "curriculum masking of hard samples at step "
+                                                                   "0 (0 = off)"})
+
+    def __post_init__(self) -> None:
+        check(0 <= self.partial_share <= 1, "videotg.partial_share", f"must be in [0, 1], got {self.partial_share}")
+        from timegrpo.curriculum.reflection import VARIANTS
+
+        for name in (self.bra_variant, self.compare_variant or self.bra_variant):
+            check_choice("videotg.bra_variant", name, VARIANTS.names())
+        check(1 <= self.bra_agree <= self.bra_samples, "videotg.bra_agree", "must be in [1, bra_samples]")
+        check(self.agent_videos >= 1 and self.agent_steps >= 1, "videotg", "need agent_videos, agent_steps >= 1")
+        check(0 < self.budget <= 1 and self.dea_n >= 1 and self.curriculum_steps >= 1, "videotg",
+              "need 0 < budget <= 1, dea_n >= 1 and curriculum_steps >= 1")
+        check(0 <= self.mask_max_fraction <= 1, "videotg.mask_max_fraction", "must be in [0, 1]")
 
 
 @dataclass
 class DemoConfig:
     """What the demo runs; every field is a ``timegrpo demo`` option (:mod:`timegrpo.cli.demo`)."""
 
+    method: str = field(default="grounding", metadata={"help": "which demo: grounding (GRPO vs continued SFT) or "
+                                                               "videotg (VideoTG-R1's agents and curriculum)"})
     out: str = field(default="outputs/demo", metadata={"help": "output folder (data, checkpoints, report, plots)"})
     n_videos: int = field(default=900, metadata={"help": "synthetic videos in all splits"})
     test_size: int = field(default=200, metadata={"help": "held-out videos evaluated before/after"})
     label_jitter: float = field(default=1.5, metadata={"help": "train boundary noise, +-seconds (uniform)"})
-    sft_steps: int = field(default=1350, metadata={"help": "optimiser steps of the SFT warm start (16 videos each)"})
-    rl_steps: int = field(default=430, metadata={"help": "GRPO steps (4 prompts x G 8 each); continued SFT then "
-                                                        "gets the same wall time"})
+    sft_steps: int | None = field(default=None, metadata={"help": "optimiser steps of the SFT warm start (16 "
+                                                                  "videos each; default: grounding 1350, videotg 900)"})
+    rl_steps: int | None = field(default=None, metadata={"help": "GRPO steps (4 prompts x G 8 each; default: "
+                                                                "grounding 430, then continued SFT for the same wall "
+                                                                "time; videotg 300, full-data GRPO)"})
     max_seconds: float = field(default=0.0, metadata={"help": "optional cap on each of SFT and GRPO (0 = none)"})
     seed: int = field(default=0, metadata={"help": "seed of the data, the model and the runs"})
     family: str = field(default="qwen2_5_vl", metadata={"help": "tiny model family"})
     recipe: str = field(default=str(RECIPE), metadata={"help": "recipe whose train section drives GRPO"})
     threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    videotg: VideoTGOptions = field(default_factory=VideoTGOptions, metadata={"help": "method videotg only"})
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, demo_methods().names())
+        for name in ("sft_steps", "rl_steps"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, name, f"must be >= 1 (or unset: the method's default), got {value}")
 
 
 def constant_floor(train: list[Any], test: list[Any]) -> dict[str, float]:
@@ -118,14 +201,15 @@ def _sft(cfg: Any, model: Any, processor: Any, train: list[Any], videos: Any, ou
     return SFTTrainer(replace(cfg, sft=sft), model, processor, train, videos, target=FIXED_RATIONALE_TARGET)
 
 
-def _synthesise(dc: DemoConfig, out: Path) -> tuple[list[Any], list[Any], Any]:
-    """The synthetic benchmark in ``OUT/data`` (noisy train labels): train and test samples and their frames."""
+def _synthesise(dc: DemoConfig, out: Path, partial_share: float = 0.0) -> tuple[list[Any], list[Any], Any]:
+    """The synthetic benchmark in ``OUT/data`` (noisy train labels; ``partial_share`` of the videos with a
+    planted second occurrence, none for the grounding demo): train and test samples and their frames."""
     from timegrpo.data.source import video_source
     from timegrpo.data.synthetic import SynthConfig, generate, load_split, recommended_sampling
 
     data = out / "data"
     generate(SynthConfig(n=dc.n_videos, seed=dc.seed, val_size=0, test_size=dc.test_size,
-                         label_jitter=dc.label_jitter), data)
+                         label_jitter=dc.label_jitter, partial_share=partial_share), data)
     videos = video_source(recommended_sampling(), cache_dir=str(out / "frames"))
     return load_split(data, "train"), load_split(data, "test"), videos
 
@@ -150,7 +234,17 @@ def _evaluator(out: Path, processor: Any, test: list[Any], videos: Any, cfg: Any
 
 
 def run_demo(dc: DemoConfig) -> dict[str, Any]:
-    """Run every stage (see the module docstring); returns the report also written to ``OUT/report.json``."""
+    """Run the demo ``dc.method`` (:data:`DEMOS`), its step defaults filling the unset step options; returns
+    the report also written to ``OUT/report.json``."""
+    demo = demo_methods().get(dc.method)
+    dc = replace(dc, sft_steps=demo.sft_steps if dc.sft_steps is None else dc.sft_steps,
+                 rl_steps=demo.rl_steps if dc.rl_steps is None else dc.rl_steps)
+    return demo.run(dc)
+
+
+@register_demo("grounding", sft_steps=1350, rl_steps=430)
+def run_grounding(dc: DemoConfig) -> dict[str, Any]:
+    """Run every stage of the grounding demo (see the module docstring); returns the report."""
     import torch
 
     from timegrpo.config import load_recipe

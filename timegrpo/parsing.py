@@ -29,6 +29,7 @@ Span parsing (:func:`parse_answer`, SPEC section 1) has two modes:
 Time-R1's *evaluation* scripts (``extract_answer`` in ``xiaomi-research/time-r1`` ``evaluate.py``) read answers
 differently from its training parser: :func:`parse_time_r1_eval` (``timegrpo score --protocol time_r1``).
 
+The Boundary Reflection Agent reads every range of an answer, or ``none``, with :func:`parse_ranges`.
 Grounded QA adds :func:`parse_glue` (VideoChat-R1's ``<glue>[(s, e), ...]</glue>`` spans) and
 :func:`parse_letter` / :func:`answer_letter_of` (the option letter of a completion / of a ground truth).
 """
@@ -167,6 +168,30 @@ def parse_answer(
         return None
     start, end = spans[-1]
     return None if start > end else clip_span((start, end), duration)
+
+
+_NONE_RE = re.compile(r"^\W*(none|no|nowhere)\W*$", re.IGNORECASE)
+
+
+def parse_ranges(text: str, duration: float | None = None) -> list[Span] | None:
+    """Every time range of the LAST ``<answer>`` block (the Boundary Reflection Agent's answer): ``[]`` for
+    ``none`` (also ``no``, ``nowhere``, any case and punctuation), the tolerant spans of :func:`find_spans`
+    clamped into ``[0, duration]`` otherwise; None when there is no block, no range in it, or a reversed range.
+
+    >>> parse_ranges("<answer>2 to 4.5, 10-12</answer>", 11.0), parse_ranges("<answer>None.</answer>")
+    ([(2.0, 4.5), (10.0, 11.0)], [])
+    >>> parse_ranges("<answer>later on</answer>"), parse_ranges("<answer>5 to 3</answer>"), parse_ranges("none")
+    (None, None, None)
+    """
+    block = last_answer_block(text)
+    if block is None:
+        return None
+    if _NONE_RE.match(block):
+        return []
+    spans = find_spans(block)
+    if not spans or any(s > e for s, e in spans):
+        return None
+    return [clip_span(s, duration) for s in spans]
 
 
 # --- glue spans (grounded QA) --------------------------------------------------------------------------

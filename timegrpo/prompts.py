@@ -94,6 +94,17 @@ TEMPLATES.register(
                    "in <answer> </answer>.", think=True),
 )
 
+#: The Boundary Reflection Agent's question (VideoTG-R1, SPEC section 2; the wording is ours): the video it is
+#: asked about has the annotated window's frames blacked out (:mod:`timegrpo.curriculum.reflection`); the answer
+#: is read by :func:`timegrpo.parsing.parse_ranges`.
+TEMPLATES.register(
+    "boundary_reflection",
+    PromptTemplate('In this {duration}-second video, the frames where "{query}" was annotated have been replaced by '
+                   'black frames. Does "{query}" also happen at another time in the video? Give every other time '
+                   'range as "start to end" in seconds, separated by commas, within <answer> </answer>, or answer '
+                   "<answer>none</answer> if it happens nowhere else.", think=False),
+)
+
 
 def register_template(name: str, template: PromptTemplate | str, **fields: Any) -> PromptTemplate:
     """Register a template under ``name`` (a taken name is an error). A str becomes ``PromptTemplate(text, **fields)``.
@@ -223,10 +234,16 @@ NO_THINK_TARGET = "<answer>{start:.2f} to {end:.2f}</answer>"
 FIXED_RATIONALE_TARGET = "<think>the event is visible</think><answer>{start:.2f} to {end:.2f}</answer>"
 
 
+#: ``meta`` key of a sample's own SFT target text (a task whose answer is not the sample's window, such as the
+#: Boundary Reflection Agent's ``none`` or other ranges): it wins over the template's and ``target``.
+OWN_TARGET_KEY = "sft_target"
+
+
 def sft_target(sample: Sample, template: str | PromptTemplate, target: str | None = None) -> str:
     """The assistant text SFT teaches for ``sample``: its first ground-truth window written in ``target``
     (``{start}``, ``{end}``, ``{query}`` placeholders), by default :data:`THINK_TARGET` for a think template
-    and :data:`NO_THINK_TARGET` otherwise.
+    and :data:`NO_THINK_TARGET` otherwise; or, when ``sample.meta`` has one, its own text
+    (:data:`OWN_TARGET_KEY`).
 
     >>> from timegrpo.data.schema import Sample
     >>> s = Sample("1", "v", None, 20.0, "q", [(1.0, 4.5)])
@@ -234,7 +251,13 @@ def sft_target(sample: Sample, template: str | PromptTemplate, target: str | Non
     '<answer>1.00 to 4.50</answer>'
     >>> sft_target(s, "short_think", FIXED_RATIONALE_TARGET)
     '<think>the event is visible</think><answer>1.00 to 4.50</answer>'
+    >>> sft_target(Sample("2", "v", None, 20.0, "q", [(1.0, 4.5)], meta={"sft_target": "<answer>none</answer>"}),
+    ...            "no_think")
+    '<answer>none</answer>'
     """
+    own = sample.meta.get(OWN_TARGET_KEY)
+    if own is not None:
+        return str(own)
     if not sample.windows:
         raise ValueError(f"sample {sample.qid!r} has no ground-truth window: SFT needs one")
     fmt = target or (THINK_TARGET if get_template(template).think else NO_THINK_TARGET)

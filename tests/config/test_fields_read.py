@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from timegrpo.config import RecipeConfig
+from timegrpo.curriculum.config import CurriculumScoreConfig, ReflectConfig, SelectConfig
+from timegrpo.demo import DemoConfig
 from timegrpo.detr.config import DetrConfig, FeatureExtractConfig
 from timegrpo.evaluate.config import EvalConfig, ScoreConfig
 from timegrpo.report import ReportConfig
 
 PACKAGE = Path(__file__).resolve().parents[2] / "timegrpo"
-CONFIGS = (RecipeConfig, DetrConfig, EvalConfig, ScoreConfig, FeatureExtractConfig, ReportConfig)
+CONFIGS = (RecipeConfig, DetrConfig, EvalConfig, ScoreConfig, FeatureExtractConfig, ReportConfig, CurriculumScoreConfig,
+           ReflectConfig, SelectConfig, DemoConfig)
 
 #: Fields read by name rather than as ``.field``: (config class, dotted field) -> where.
 READ_BY_NAME = {

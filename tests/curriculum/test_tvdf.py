@@ -87,8 +87,8 @@ def test_select_command_with_a_teacher_selector(tmp_path, capsys):
 
 def test_scorer_teacher_pass(tiny_model, synth_dir, tmp_path, monkeypatch):
     loads = []
-    real = score_module._load_model
-    monkeypatch.setattr(score_module, "_load_model", lambda cfg, name: loads.append(name) or real(cfg, name))
+    real = score_module.load_model
+    monkeypatch.setattr(score_module, "load_model", lambda cfg, name: loads.append(name) or real(cfg, name))
     out = tmp_path / "scores.jsonl"
     argv = ["curriculum", "score", "--model", str(tiny_model), "--teacher", str(tiny_model), "--teacher-n", "3",
             "--annotations", str(synth_dir / "train.jsonl"), "--out", str(out), "--n", "2", "--template", "no_think",

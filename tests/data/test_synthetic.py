@@ -73,6 +73,43 @@ def test_label_jitter_only_on_train(mixed: Path) -> None:
         assert all(s.windows == [tuple(w) for w in s.meta["clean_windows"]] for s in load_split(mixed, split))
 
 
+def test_planted_partial_annotations(tmp_path: Path) -> None:
+    """Every video planted (share 1): train annotates one occurrence and names the other in meta, val/test
+    annotate both; each occurrence >= 2.5 s, >= 3 s apart; the shape shows in both (decoded), nowhere else."""
+    cfg = SynthConfig(n=12, seed=5, val_size=2, test_size=2, partial_share=1.0, label_jitter=1.5)
+    generate(cfg, tmp_path)
+    for split in ("train", "val", "test"):
+        for s in load_split(tmp_path, split):
+            assert s.meta["occurrences"] == 2  # 8-20 s videos always fit 2.5 + 3 + 2.5 s
+            both = s.meta["clean_windows"] + ([s.meta["other_window"]] if split == "train" else [])
+            assert s.meta["planted_partial"] is (split == "train") and len(both) == 2
+            (a1, b1), (a2, b2) = sorted(both)
+            assert b1 - a1 >= 2.5 and b2 - a2 >= 2.5 and a2 - b1 >= 3.0 and a1 >= 0 and b2 <= s.duration
+            if split != "train":
+                assert s.windows == [tuple(w) for w in sorted(both)]
+                continue
+            assert len(s.windows) == 1 and "other_window" in s.meta
+            (js, je), (cs, ce) = s.windows[0], s.meta["clean_windows"][0]
+            assert abs(js - cs) <= 1.5 + 0.005 and abs(je - ce) <= 1.5 + 0.005  # the annotated one, jittered
+            vf = sample_frames_for(s, recommended_sampling())
+            area = _color_mask(vf.frames.numpy(), s.meta["color"]).sum(axis=(1, 2))
+            inside = np.array([any(a <= t < b for a, b in both) for t in vf.timestamps])
+            assert area[inside].min() >= 40 and area[~inside].max() <= 3, (s.qid, area)
+
+
+def test_partial_share_draw_is_per_video() -> None:
+    """A video is planted when ``default_rng([seed, index, 2]).random() < share``: the same videos at any n."""
+    from timegrpo.data.synthetic import make_video
+
+    cfg = SynthConfig(n=100, seed=0, partial_share=0.2)
+    twice = [i for i in range(100) if make_video(i, cfg)[0].extra]
+    drawn = [i for i in range(100) if np.random.default_rng([0, i, 2]).random() < 0.2]
+    assert twice == drawn and 10 <= len(twice) <= 30
+    assert not any(make_video(i, SynthConfig(n=100, seed=0, partial_share=0.0))[0].extra for i in drawn)
+    with pytest.raises(ValueError, match="partial_share"):
+        SynthConfig(partial_share=1.5)
+
+
 def test_several_event_types_and_phrasings() -> None:
     from timegrpo.data.synthetic import make_video
 
@@ -101,8 +138,9 @@ def test_decoded_frames_show_the_event_exactly_in_the_window(mixed: Path) -> Non
         n = int(s.duration * 2)
         assert vf.frames.shape == (n, 3, 56, 56) and vf.sample_fps == 2.0 and vf.video_fps == 2.0
         assert vf.timestamps == [k / 2 for k in range(n)] and vf.decoded_duration == s.duration
-        a, b = s.meta["clean_windows"][0]
-        inside = np.array([a <= t < b for t in vf.timestamps])
+        occurrences = s.meta["clean_windows"] + ([s.meta["other_window"]] if s.meta["planted_partial"] else [])
+        assert len(occurrences) == s.meta["occurrences"]
+        inside = np.array([any(a <= t < b for a, b in occurrences) for t in vf.timestamps])
         frames = vf.frames.numpy()
         area = _color_mask(frames, s.meta["color"]).sum(axis=(1, 2))
         if s.meta["event"] == "appear":  # the shape is there in the window, and nowhere else

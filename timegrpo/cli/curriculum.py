@@ -1,9 +1,13 @@
-"""``timegrpo curriculum score | select | timerft | tvdf``: the curriculum stages, each writing an auditable file.
+"""``timegrpo curriculum score | reflect | select | timerft | tvdf``: the curriculum stages, each writing an
+auditable file.
 
 ``score``: the options of :class:`timegrpo.curriculum.config.CurriculumScoreConfig`, the run
 :func:`timegrpo.curriculum.score.run_score` (n answers per query through the training rollout, resumable).
+``reflect``: :class:`timegrpo.curriculum.config.ReflectConfig`, :func:`timegrpo.curriculum.reflect.run_reflect`
+(the Boundary Reflection Agent: the annotation file with a flag and its reason per sample in ``meta``).
 ``select``: :class:`timegrpo.curriculum.config.SelectConfig`, :func:`timegrpo.curriculum.select.run_select`
-(a registered selector over a scored pool -> moment_detr jsonl with the scores in ``meta``).
+(a registered selector over a scored pool, flagged samples dropped -> moment_detr jsonl with the scores in
+``meta``).
 ``timerft`` / ``tvdf``: a recipe (:class:`timegrpo.config.RecipeConfig`, its ``curriculum`` section; the strategy
 defaults to the command's name), the run :func:`timegrpo.curriculum.rounds.run_rounds` (score -> select -> train,
 per round, resumable).
@@ -17,7 +21,7 @@ from typing import Any
 
 from timegrpo.config import RecipeConfig
 from timegrpo.config.core import add_command, from_args
-from timegrpo.curriculum.config import CurriculumScoreConfig, SelectConfig
+from timegrpo.curriculum.config import CurriculumScoreConfig, ReflectConfig, SelectConfig
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -26,6 +30,15 @@ def _score(args: argparse.Namespace) -> int:
     cfg = from_args(CurriculumScoreConfig, args)
     if cfg is not None:
         print(json.dumps(run_score(cfg)))
+    return 0
+
+
+def _reflect(args: argparse.Namespace) -> int:
+    from timegrpo.curriculum.reflect import run_reflect
+
+    cfg = from_args(ReflectConfig, args)
+    if cfg is not None:
+        print(json.dumps(run_reflect(cfg)))
     return 0
 
 
@@ -70,19 +83,27 @@ def _guard(handler: Any) -> Any:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("curriculum", help="curriculum stages: score a pool, select from it",
+    parser = subparsers.add_parser("curriculum", help="curriculum stages: score a pool, reflect on its boundaries, "
+                                   "select from it",
                                    description="TimeRFT and VideoTG-R1 data stages; each writes a file.")
     sub = parser.add_subparsers(dest="curriculum_command", metavar="STAGE", required=True)
     add_command(sub, "score", CurriculumScoreConfig, _guard(_score),
                 help="n answers per query from a model -> scores jsonl (qid, ious), resumable",
                 description="Answer every query n times through the training rollout code (vision tower once per "
                 "video) and write one row per sample: qid, the n IoUs, and the completions with --completions.")
+    add_command(sub, "reflect", ReflectConfig, _guard(_reflect),
+                help="Boundary Reflection Agent: flag partially annotated samples -> annotation file",
+                description="Hide each sample's annotated window (black frames, timestamps unchanged) and ask a "
+                "frozen model, samples times, whether the event happens elsewhere (variant instruction: time "
+                "ranges or none; grounding: the grounding question); write every sample with bra_flagged, "
+                "bra_reason and bra_answers in meta, resumable (answers in <out>.answers.jsonl).")
     add_command(sub, "select", SelectConfig, _guard(_select),
                 help="a registered selector over a scored pool -> moment_detr annotation file",
                 description="Select k samples of a scored pool with a selector of timegrpo.curriculum.select "
                 "(timerft, timerft_refilter, dea_stratified) or timegrpo.curriculum.tvdf (tvdf, tvdf_even, "
-                "tvdf_buckets, tvdf_gaussian: scores with teacher_ious) and write them as moment_detr jsonl, the "
-                "score fields in meta, with a summary in <out>.summary.json.")
+                "tvdf_buckets, tvdf_gaussian: scores with teacher_ious), after dropping the samples `curriculum "
+                "reflect` flagged, and write them as moment_detr jsonl, the score fields in meta, with a summary in "
+                "<out>.summary.json.")
     add_command(sub, "timerft", RecipeConfig, _guard(_rounds("timerft")), config_required=True,
                 help="TimeRFT data rounds: score -> select -> train one epoch, repeated (resumable)",
                 description="Run the recipe's data rounds (its curriculum section; timegrpo.curriculum.rounds): "

@@ -8,7 +8,10 @@ Each stage is a command whose output is a saved, auditable file (``timegrpo curr
   ``dea_stratified``) turn a pool and its scores into a selected annotation file.
 - :mod:`.rounds`: data rounds (``timegrpo curriculum timerft``): score -> select -> train, per round, over a
   registered :class:`.rounds.RoundStrategy` (``timerft``), every round's files kept, resumable.
-- :mod:`.difficulty`: the Difficulty Estimation Agent's buckets; :mod:`.reflection`: the Boundary Reflection
-  Agent's partial-annotation rule; :mod:`.masking`: curriculum masking of frames outside the ground truth (the
-  maths in :mod:`timegrpo.data.masking`, which the trainer applies when a recipe's ``masking`` section is on).
+- :mod:`.reflect`: the Boundary Reflection Agent's command (an annotation file with ``bra_flagged`` and
+  ``bra_reason`` per sample, which ``select`` drops); :mod:`.reflection`: its pure rules (black frames over the
+  annotated window, the partial-annotation rule, the ``instruction`` and ``grounding`` variants).
+- :mod:`.difficulty`: the Difficulty Estimation Agent's buckets; :mod:`.masking`: curriculum masking of frames
+  outside the ground truth (the maths in :mod:`timegrpo.data.masking`, which the trainer applies when a recipe's
+  ``masking`` section is on).
 """

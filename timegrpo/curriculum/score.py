@@ -77,9 +77,9 @@ def model_id(name: str) -> str:
     return str(Path(name).resolve()) if Path(name).exists() else name
 
 
-def prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> set[str]:
+def prepare_out(out: Path, settings: dict[str, Any], overwrite: bool, what: str = "scores") -> set[str]:
     """Ready ``out`` for writing: start over (``overwrite``), or check the saved settings and repair a
-    partially written last line; returns the qids already scored."""
+    partially written last line; returns the qids already done. ``what`` names the rows in messages."""
     side = config_path(out)
     if overwrite:
         out.unlink(missing_ok=True)
@@ -87,7 +87,7 @@ def prepare_out(out: Path, settings: dict[str, Any], overwrite: bool) -> set[str
         old = json.loads(side.read_text(encoding="utf-8"))
         diffs = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
         if diffs:
-            raise EvalError(f"{out} holds scores made with other settings ({'; '.join(diffs)}); use another --out, "
+            raise EvalError(f"{out} holds {what} made with other settings ({'; '.join(diffs)}); use another --out, "
                             "or --overwrite to discard them")
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(side, json.dumps(settings, indent=2) + "\n")
@@ -121,12 +121,14 @@ def iter_scores(model: Any, processor: Any, samples: Sequence[Sample], videos: A
                    for j, s in enumerate(batch)]
 
 
-def _load_model(cfg: CurriculumScoreConfig, name: str) -> tuple[Any, Any]:
+def load_model(cfg: Any, name: str | None = None) -> tuple[Any, Any]:
+    """The frozen model of a stage (``name``, default ``cfg.model``; ``cfg.dtype``, ``cfg.attn_implementation``),
+    on the GPU when there is one."""
     import torch
 
     from timegrpo.models.loading import load_policy
 
-    model, processor = load_policy(name, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation)
+    model, processor = load_policy(name or cfg.model, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation)
     model.requires_grad_(False)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     return model, processor
@@ -171,7 +173,7 @@ def score_pass(cfg: CurriculumScoreConfig, name: str, n: int, samples: Sequence[
         f"(n = {n}, {name})")
     if not pending:
         return len(samples), 0
-    model, processor = _load_model(cfg, name)
+    model, processor = load_model(cfg, name)
     torch.manual_seed(cfg.sampling.seed)
     videos = memo_videos(video_source(video, cache_dir=cfg.frame_cache))
     bar = tqdm(total=len(pending), unit="query", desc="score", file=sys.stderr, dynamic_ncols=True, mininterval=1.0)

@@ -13,8 +13,10 @@ pool in increasing order (the written file keeps the pool's order). The IoU of a
   take the rounded indices of ``linspace(0, n - 1, k)`` (both ends included, duplicates removed); all if fewer.
 - ``dea_stratified`` (VideoTG-R1's budget): ``k`` drawn uniformly without replacement inside each DEA bucket
   (easy / medium / hard, :func:`timegrpo.curriculum.difficulty.difficulty_bucket`), the bucket quotas
-  proportional to the bucket sizes by largest remainder (ties: easy, medium, hard). Give it the pool left after
-  the Boundary Reflection Agent dropped its flagged samples.
+  proportional to the bucket sizes by largest remainder (ties: easy, medium, hard). ``run_select`` gives every
+  selector the pool left after the Boundary Reflection Agent's flagged samples are dropped (``meta``
+  ``bra_flagged``, written by ``timegrpo curriculum reflect``); VideoTG-R1's budget is ``--fraction 0.1`` of the
+  whole pool, flagged samples included in the count.
 """
 
 from __future__ import annotations
@@ -131,38 +133,63 @@ def scored_meta(row: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+def bra_kept(samples: Sequence[Any], drop_flagged: bool) -> list[int]:
+    """Indices of the pool samples a selector may draw from: all, or (``drop_flagged``) those the Boundary
+    Reflection Agent did not flag (``meta["bra_flagged"]`` true; samples without the key are kept)."""
+    return [i for i, s in enumerate(samples) if not (drop_flagged and s.meta.get("bra_flagged") is True)]
+
+
+def budget(cfg: Any, n_pool: int) -> int:
+    """``k``, or ``round(fraction * n_pool)`` (at least 1) with ``n_pool`` the whole pool, flagged included.
+
+    >>> from types import SimpleNamespace as NS
+    >>> budget(NS(k=5, fraction=None), 700), budget(NS(k=None, fraction=0.1), 705), budget(NS(k=None, fraction=0.1), 4)
+    (5, 70, 1)
+    """
+    return cfg.k if cfg.k is not None else max(1, round(cfg.fraction * n_pool))
+
+
+def _stats(ious: Sequence[Sequence[float]], idx: Sequence[int]) -> dict[str, Any]:
+    from collections import Counter
+
+    means = [mean_iou(ious[i]) for i in idx]
+    return {"n": len(idx), "mean_iou": sum(means) / len(means) if means else None,
+            "iou_zero": sum(m == 0 for m in means),
+            "buckets": dict(Counter(difficulty_bucket(ious[i]) for i in idx))}
+
+
 def run_select(cfg: Any) -> dict[str, Any]:
     """``timegrpo curriculum select`` (:class:`timegrpo.curriculum.config.SelectConfig`): read the pool and its
-    scores, run the selector, write the selected samples (moment_detr, the score fields in ``meta``) and
-    ``<out>.summary.json`` (counts, buckets and mean IoU of the pool and of the selection); returns the summary."""
+    scores, drop the BRA-flagged samples (``drop_flagged``), run the selector on the rest with the budget
+    (:func:`budget`), write the selected samples (moment_detr, the score fields in ``meta``) and
+    ``<out>.summary.json`` (counts, the flagged samples dropped, buckets and mean IoU of the kept pool and of
+    the selection); returns the summary. Scores are needed for the kept samples only."""
     import dataclasses
     import json
-    from collections import Counter
     from pathlib import Path
 
+    from timegrpo.config.core import check
     from timegrpo.data.convert import write_moment_detr
     from timegrpo.data.formats import load_annotations
     from timegrpo.evaluate.config import require
     from timegrpo.evaluate.predictions import read_predictions, write_atomic
 
-    require(cfg, "method", "annotations", "scores", "k", "out")
+    require(cfg, "method", "annotations", "scores", "out")
+    check(cfg.k is not None or cfg.fraction is not None, "missing", "--k or --fraction (the budget)")
     samples, _ = load_annotations(cfg.annotations, cfg.format, on_bad=cfg.on_bad, durations=cfg.durations,
                                   video_dir=cfg.videos)
+    kept = [samples[i] for i in bra_kept(samples, cfg.drop_flagged)]
+    k = budget(cfg, len(samples))
     rows, _ = read_predictions(cfg.scores)
-    pool = join_scores(samples, rows, cfg.scores)
+    pool = join_scores(kept, rows, cfg.scores)
     ious = [r["ious"] for r in pool]
-    chosen = SELECTORS.get(cfg.method)(ious, cfg.k, cfg.seed)
-    selected = [dataclasses.replace(samples[i], meta={**samples[i].meta, **scored_meta(pool[i])}) for i in chosen]
+    chosen = SELECTORS.get(cfg.method)(ious, k, cfg.seed)
+    selected = [dataclasses.replace(kept[i], meta={**kept[i].meta, **scored_meta(pool[i])}) for i in chosen]
     out = write_moment_detr(selected, cfg.out)
-
-    def stats(idx: Sequence[int]) -> dict[str, Any]:
-        means = [mean_iou(ious[i]) for i in idx]
-        return {"n": len(idx), "mean_iou": sum(means) / len(means) if means else None,
-                "iou_zero": sum(m == 0 for m in means),
-                "buckets": dict(Counter(difficulty_bucket(ious[i]) for i in idx))}
-
-    summary = {"method": cfg.method, "k": cfg.k, "seed": cfg.seed, "annotations": str(cfg.annotations),
-               "scores": str(cfg.scores), "out": str(out), "unused_score_rows": len(rows) - len(pool),
-               "pool": stats(range(len(pool))), "selected": stats(chosen)}
+    summary = {"method": cfg.method, "k": k, "fraction": cfg.fraction, "seed": cfg.seed,
+               "annotations": str(cfg.annotations), "scores": str(cfg.scores), "out": str(out),
+               "n_annotations": len(samples), "bra_dropped": len(samples) - len(kept),
+               "unused_score_rows": len(rows) - len(pool), "pool": _stats(ious, range(len(pool))),
+               "selected": _stats(ious, chosen)}
     write_atomic(Path(out).with_suffix(".summary.json"), json.dumps(summary, indent=2) + "\n")
     return summary

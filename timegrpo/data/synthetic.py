@@ -26,6 +26,15 @@ Layout written by :func:`generate`::
 is clipped to ``[0, duration]`` and redrawn until it keeps at least one frame; the exact windows stay in
 ``clean_windows``. Noisy boundary labels are what SPEC section 5 says a demo needs to show what an IoU reward
 adds over token-level SFT (which memorises the noise). Read a split with :func:`load_split`.
+
+Planted partial annotations (VideoTG-R1's Boundary Reflection Agent, SPEC section 2): in a share
+``partial_share`` of the videos (drawn per video from ``default_rng([seed, index, 2])``, so the choice does not
+depend on n or the splits) the event happens twice: two occurrences of at least :data:`PARTIAL_MIN_EVENT`
+seconds, at least :data:`PARTIAL_GAP` seconds apart (a video too short for that keeps one occurrence). A TRAIN
+record then annotates one of them (drawn at random) and records the truth in ``planted_partial: true`` and
+``other_window`` (the exact unannotated occurrence); val and test records annotate both, so held-out metrics
+score against complete labels. Every record carries ``occurrences`` (1 or 2) and ``planted_partial``. Videos
+with one occurrence are drawn exactly as without planting (same frames and bytes).
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import numpy as np
 
 from timegrpo.registry import Registry
 
-#: Event renderers by name: ``(rng, n_frames, config) -> Event``.
+#: Event renderers by name: ``(rng, n_frames, config, occurrences=1) -> Event``.
 EVENTS: Registry[Callable[..., Event]] = Registry("synthetic event")
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -52,6 +61,11 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle")
 SPLITS = ("train", "val", "test")
+#: Planted second occurrences: each occurrence lasts at least this many seconds...
+PARTIAL_MIN_EVENT = 2.5
+#: ...and the two are at least this many seconds apart (more than the +-1.5 s label jitter plus the Boundary
+#: Reflection Agent's 1 s tolerance, so the unannotated occurrence stays outside the widened annotated window).
+PARTIAL_GAP = 3.0
 
 QUERIES: dict[str, tuple[str, ...]] = {
     "appear": ("the {color} {shape} appears", "a {color} {shape} is visible", "the {color} {shape} is on screen",
@@ -82,6 +96,8 @@ class SynthConfig:
     noise: float = field(default=20.0, metadata={"help": "std of the background pixel noise (0-255 scale)"})
     label_jitter: float = field(default=0.0, metadata={"help": "train windows: +-U(jitter) seconds per boundary"})
     crf: int = field(default=18, metadata={"help": "x264 constant rate factor (lower = closer to the frames)"})
+    partial_share: float = field(default=0.2, metadata={"help": "share of videos where the event happens twice; "
+                                                               "train annotates one occurrence (planted partial)"})
 
     def __post_init__(self) -> None:
         unknown = [e for e in self.events if e not in EVENTS]
@@ -93,6 +109,8 @@ class SynthConfig:
             raise ValueError(f"need 1 <= min_duration <= max_duration, got {self.min_duration}, {self.max_duration}")
         if self.fps < 1 or self.n < 1 or self.label_jitter < 0 or not 0 < self.max_event_frac <= 1:
             raise ValueError("need fps >= 1, n >= 1, label_jitter >= 0 and 0 < max_event_frac <= 1")
+        if not 0 <= self.partial_share <= 1:
+            raise ValueError(f"partial_share must be in [0, 1], got {self.partial_share}")
         if self.n_train < 0:
             raise ValueError(f"val_size + test_size ({self.n_val} + {self.n_test}) exceeds n = {self.n}")
 
@@ -111,13 +129,15 @@ class SynthConfig:
 
 @dataclass
 class Event:
-    """A rendered video: ``frames (T, H, W, 3)`` uint8, the event's frame range ``[a, b)``, its query and fields."""
+    """A rendered video: ``frames (T, H, W, 3)`` uint8, the event's frame range ``[a, b)``, its query and fields;
+    ``extra``: the frame ranges of further occurrences (a planted second one)."""
 
     frames: np.ndarray
     a: int
     b: int
     query: str
     info: dict[str, Any]
+    extra: list[tuple[int, int]] = field(default_factory=list)
 
 
 def recommended_sampling() -> Any:
@@ -158,6 +178,29 @@ def _window(rng: np.random.Generator, n_frames: int, cfg: SynthConfig) -> tuple[
     return a, a + length
 
 
+def _two_windows(rng: np.random.Generator, n_frames: int, cfg: SynthConfig) -> list[tuple[int, int]]:
+    """Two occurrences ``[a1, b1), [a2, b2)``: each at least :data:`PARTIAL_MIN_EVENT` s (and ``min_event``),
+    at most ``max_event_frac`` of the video, at least :data:`PARTIAL_GAP` s apart; lengths and the three
+    slacks (before, between, after) uniform. The caller checks :func:`fits_twice` first."""
+    lo = max(1, round(cfg.min_event * cfg.fps), round(PARTIAL_MIN_EVENT * cfg.fps))
+    gap = round(PARTIAL_GAP * cfg.fps)
+    hi = max(lo, min(int(cfg.max_event_frac * n_frames), (n_frames - gap) // 2))
+    l1, l2 = (int(x) for x in rng.integers(lo, hi + 1, size=2))
+    c1, c2 = sorted(int(x) for x in rng.integers(0, n_frames - l1 - l2 - gap + 1, size=2))
+    a2 = c1 + l1 + gap + (c2 - c1)
+    return [(c1, c1 + l1), (a2, a2 + l2)]
+
+
+def fits_twice(n_frames: int, cfg: SynthConfig) -> bool:
+    """Whether two planted occurrences fit in ``n_frames`` (two shortest ones and the gap)."""
+    lo = max(1, round(cfg.min_event * cfg.fps), round(PARTIAL_MIN_EVENT * cfg.fps))
+    return 2 * lo + round(PARTIAL_GAP * cfg.fps) <= n_frames
+
+
+def _windows(rng: np.random.Generator, n_frames: int, cfg: SynthConfig, occurrences: int) -> list[tuple[int, int]]:
+    return [_window(rng, n_frames, cfg)] if occurrences == 1 else _two_windows(rng, n_frames, cfg)
+
+
 def _object(rng: np.random.Generator, cfg: SynthConfig) -> tuple[str, str, float]:
     shape = SHAPES[int(rng.integers(len(SHAPES)))]
     color = list(COLORS)[int(rng.integers(len(COLORS)))]
@@ -175,52 +218,54 @@ def _query(rng: np.random.Generator, event: str, **names: str) -> str:
 
 
 @EVENTS.register("appear")
-def appear(rng: np.random.Generator, n_frames: int, cfg: SynthConfig) -> Event:
-    """One shape, visible in frames [a, b) only."""
+def appear(rng: np.random.Generator, n_frames: int, cfg: SynthConfig, occurrences: int = 1) -> Event:
+    """One shape, visible in frames [a, b) only (in each occurrence's frames)."""
     frames = _background(rng, n_frames, cfg)
     shape, color, r = _object(rng, cfg)
-    a, b = _window(rng, n_frames, cfg)
+    wins = _windows(rng, n_frames, cfg, occurrences)
     m = _mask(shape, cfg.size, *_place(rng, r, cfg.size), r)
-    frames[a:b, m] = COLORS[color]
-    return Event(frames.astype(np.uint8), a, b, _query(rng, "appear", color=color, shape=shape),
-                 {"shape": shape, "color": color})
+    for a, b in wins:
+        frames[a:b, m] = COLORS[color]
+    return Event(frames.astype(np.uint8), *wins[0], _query(rng, "appear", color=color, shape=shape),
+                 {"shape": shape, "color": color}, wins[1:])
 
 
 @EVENTS.register("move")
-def move(rng: np.random.Generator, n_frames: int, cfg: SynthConfig) -> Event:
-    """One shape, always visible; in each frame of [a, b) it moves ``size/12`` to ``size/8`` pixels (turning
-    back at the edges), and it is still before and after."""
+def move(rng: np.random.Generator, n_frames: int, cfg: SynthConfig, occurrences: int = 1) -> Event:
+    """One shape, always visible; in each frame of [a, b) (of each occurrence) it moves ``size/12`` to
+    ``size/8`` pixels (turning back at the edges), and it is still before and after."""
     frames = _background(rng, n_frames, cfg)
     shape, color, r = _object(rng, cfg)
-    a, b = _window(rng, n_frames, cfg)
+    wins = _windows(rng, n_frames, cfg, occurrences)
     lo, hi = r + 1, cfg.size - r - 1
     pos = np.array(_place(rng, r, cfg.size))
     angle = rng.uniform(0, 2 * np.pi)
     vel = rng.uniform(cfg.size / 12, cfg.size / 8) * np.array([np.cos(angle), np.sin(angle)])
     for k in range(n_frames):
-        if a <= k < b:
+        if any(a <= k < b for a, b in wins):
             for d in range(2):  # turn back before leaving the frame, so every step has the full speed
                 if not lo <= pos[d] + vel[d] <= hi:
                     vel[d] = -vel[d]
             pos = pos + vel
         frames[k, _mask(shape, cfg.size, *pos, r)] = COLORS[color]
-    return Event(frames.astype(np.uint8), a, b, _query(rng, "move", color=color, shape=shape),
-                 {"shape": shape, "color": color})
+    return Event(frames.astype(np.uint8), *wins[0], _query(rng, "move", color=color, shape=shape),
+                 {"shape": shape, "color": color}, wins[1:])
 
 
 @EVENTS.register("recolor")
-def recolor(rng: np.random.Generator, n_frames: int, cfg: SynthConfig) -> Event:
-    """One shape, always visible in one colour, and in another colour in frames [a, b)."""
+def recolor(rng: np.random.Generator, n_frames: int, cfg: SynthConfig, occurrences: int = 1) -> Event:
+    """One shape, always visible in one colour, and in another colour in frames [a, b) (of each occurrence)."""
     frames = _background(rng, n_frames, cfg)
     shape, old, r = _object(rng, cfg)
     others = [c for c in COLORS if c != old]
     new = others[int(rng.integers(len(others)))]
-    a, b = _window(rng, n_frames, cfg)
+    wins = _windows(rng, n_frames, cfg, occurrences)
     m = _mask(shape, cfg.size, *_place(rng, r, cfg.size), r)
     frames[:, m] = COLORS[old]
-    frames[a:b, m] = COLORS[new]
-    return Event(frames.astype(np.uint8), a, b, _query(rng, "recolor", color=new, old=old, shape=shape),
-                 {"shape": shape, "color": new, "old_color": old})
+    for a, b in wins:
+        frames[a:b, m] = COLORS[new]
+    return Event(frames.astype(np.uint8), *wins[0], _query(rng, "recolor", color=new, old=old, shape=shape),
+                 {"shape": shape, "color": new, "old_color": old}, wins[1:])
 
 
 # ----------------------------------------------------------------------------------------------- writing
@@ -270,11 +315,14 @@ def _jitter(rng: np.random.Generator, s: float, e: float, duration: float, cfg: 
 
 
 def make_video(index: int, cfg: SynthConfig) -> tuple[Event, float]:
-    """Render video ``index`` (its own rng: independent of n and of the other videos); ``(event, duration)``."""
+    """Render video ``index`` (its own rng: independent of n and of the other videos); ``(event, duration)``.
+    A planted video (see the module docstring) has its second occurrence in ``event.extra``."""
     rng = np.random.default_rng([cfg.seed, index])
     seconds = int(rng.integers(cfg.min_duration, cfg.max_duration + 1))
     kind = cfg.events[int(rng.integers(len(cfg.events)))]
-    event = EVENTS.get(kind)(rng, seconds * cfg.fps, cfg)
+    planted = np.random.default_rng([cfg.seed, index, 2]).random() < cfg.partial_share
+    twice = planted and fits_twice(seconds * cfg.fps, cfg)
+    event = EVENTS.get(kind)(rng, seconds * cfg.fps, cfg, 2 if twice else 1)
     event.info["event"] = kind
     return event, float(seconds)
 
@@ -284,12 +332,18 @@ def _record(index: int, split: str, cfg: SynthConfig, out: Path) -> dict[str, An
     vid = f"synth_{index:05d}"
     rel = f"videos/{vid}.mp4"
     write_mp4(event.frames, out / rel, cfg.fps, cfg.crf)
-    clean = [event.a / cfg.fps, event.b / cfg.fps]
-    window = clean
+    occurrences = [[a / cfg.fps, b / cfg.fps] for a, b in [(event.a, event.b), *event.extra]]
+    truth: dict[str, Any] = {"occurrences": len(occurrences), "planted_partial": False}
+    clean = occurrences
+    if split == "train" and len(occurrences) > 1:  # annotate one occurrence: a planted partial annotation
+        pick = int(np.random.default_rng([cfg.seed, index, 3]).integers(len(occurrences)))
+        clean = [occurrences[pick]]
+        truth.update(planted_partial=True, other_window=occurrences[1 - pick])
+    windows = clean
     if split == "train" and cfg.label_jitter > 0:
-        window = _jitter(np.random.default_rng([cfg.seed, index, 1]), *clean, duration, cfg)
-    return {"qid": vid, "query": event.query, "duration": duration, "vid": vid, "relevant_windows": [window],
-            "video": rel, "clean_windows": [clean], **event.info}
+        windows = [_jitter(np.random.default_rng([cfg.seed, index, 1]), *clean[0], duration, cfg)]
+    return {"qid": vid, "query": event.query, "duration": duration, "vid": vid, "relevant_windows": windows,
+            "video": rel, "clean_windows": clean, **event.info, **truth}
 
 
 def generate(cfg: SynthConfig, out_dir: str | Path) -> dict[str, Any]:
