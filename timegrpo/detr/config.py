@@ -76,6 +76,15 @@ class DetrModelConfig:
     n_input_proj: int = opt(2, "layers in each input projection")
     cross_modal_interaction: bool = opt(True, "Cross-Modal Interaction block before the encoder")
     text_guided_gating: bool = opt(True, "Text-Guided Gating on the first decoder layer")
+    tgg_target: str = opt("queries", "what the gate acts on: queries (the paper: the gated sentence prior is added "
+                          "to the queries before they attend) | cross_attention (the earlier reading: the gate "
+                          "scales the video cross-attention output)")
+    position_concat: bool = opt(True, "DAB-DETR's conditional cross-attention: per head the query is [content ; "
+                                "positional] and the key [content ; position] (False: add them, one dot product)")
+    width_modulation: bool = opt(True, "DAB-DETR's width-modulated attention: the positional query is scaled by "
+                                 "w_ref / w (w_ref predicted from the content); needs position_concat")
+    query_scale: bool = opt(True, "DAB-DETR's query scale: from the second layer on, the positional query is "
+                            "multiplied element-wise by an MLP of the content; needs position_concat")
     saliency_head: bool = opt(True, "predict a per-clip saliency score")
 
     def __post_init__(self) -> None:
@@ -83,6 +92,11 @@ class DetrModelConfig:
             raise ConfigError(f"model.hidden_dim {self.hidden_dim} must be divisible by model.nheads {self.nheads}")
         if self.hidden_dim % 2:
             raise ConfigError("model.hidden_dim must be even (sine embeddings of center and width)")
+        if self.tgg_target not in ("queries", "cross_attention"):
+            raise ConfigError(f"model.tgg_target must be queries or cross_attention, got {self.tgg_target!r}")
+        if (self.width_modulation or self.query_scale) and not self.position_concat:
+            raise ConfigError("model.width_modulation and model.query_scale act on DAB-DETR's concatenated "
+                              "positional query: with position_concat false set both false too")
 
 
 @dataclass
@@ -94,6 +108,9 @@ class DetrLossConfig:
     giou_coef: float = opt(1.0, "loss weight of 1 - GIoU")
     label_coef: float = opt(4.0, "loss weight of the foreground/background cross-entropy")
     eos_coef: float = opt(0.1, "cross-entropy weight of the no-object class")
+    label_reduction: str = opt("mean", "how the weighted class cross-entropy is averaged: mean (Moment-DETR: "
+                               "reduction='none', then the mean over all queries) | weighted_mean (PyTorch's "
+                               "default with class weights: divided by the sum of the weights, ~5x stronger)")
     iou_coef: float = opt(1.0, "loss weight of the IoU head (L1 to the detached IoU of each query with its best GT)")
     saliency_coef: float = opt(0.0, "loss weight of the saliency ranking loss (QVHighlights: 1)")
     saliency_margin: float = opt(0.2, "hinge margin of the saliency ranking loss")
@@ -123,6 +140,8 @@ class DetrRLConfig:
     p1: int = opt(8, "epoch at which the reward-weighted top-3 span loss starts (phase 2)")
     p2: int = opt(12, "epoch at which REINFORCE starts (phase 3); c_S reaches rho here")
     rho: float = opt(0.03, "final weight of the span and REINFORCE losses")
+    span_ramp: str = opt("to_p2", "c_S's linear ramp from p1: to_p2 (reaches rho at epoch p2: (e - p1 + 1) / "
+                         "(p2 - p1 + 1)) | before_p2 (the earlier reading, rho one epoch early: (e - p1 + 1) / (p2 - p1))")
     reinforce_ramp: int = opt(10, "epochs over which c_R ramps from 0 to rho")
     cosine_decay: bool = opt(False, "after both ramps, cosine-decay c_S and c_R to rho * decay_floor")
     decay_floor: float = opt(0.2, "fraction of rho that the cosine decay ends at")
@@ -144,6 +163,8 @@ class DetrRLConfig:
             raise ConfigError(f"rl.p2 ({self.p2}) must be >= rl.p1 ({self.p1})")
         if self.temperature <= 0:
             raise ConfigError("rl.temperature must be > 0")
+        if self.span_ramp not in ("to_p2", "before_p2"):
+            raise ConfigError(f"rl.span_ramp must be to_p2 or before_p2, got {self.span_ramp!r}")
         if self.policy_score not in ("prob", "logit"):
             raise ConfigError(f"rl.policy_score must be prob or logit, got {self.policy_score!r}")
 

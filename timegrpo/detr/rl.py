@@ -12,7 +12,7 @@ the stage and raises if anything outside the heads changed. The loss of epoch ``
   the spec writes it, or the fg logit: ``policy_score``), ``n_samples`` draws,
   reward = IoU of the drawn query's span with its best ground truth, advantage = reward - reward of the argmax
   query (``greedy``) or the z-score of the reward among all queries (``group``, GRPO-style).
-* ``c_S`` ramps linearly from ``p1`` to ``rho`` at ``p2``; ``c_R`` ramps from ``p2`` to ``rho`` over
+* ``c_S`` ramps linearly from ``p1`` to ``rho`` at ``p2`` (``span_ramp``); ``c_R`` ramps from ``p2`` to ``rho`` over
   ``reinforce_ramp`` epochs; optional cosine decay of both to ``rho * decay_floor`` afterwards.
 
 Departures (ours): the frozen network runs in eval mode (no dropout) since its weights cannot change; the IoU
@@ -59,20 +59,26 @@ DETR_RL_OBJECTIVES: Registry[Callable[..., tuple[torch.Tensor, dict[str, float]]
 def rl_coefficients(epoch: int, cfg: DetrRLConfig, total_epochs: int | None = None) -> tuple[float, float]:
     """``(c_S, c_R)`` for 0-based ``epoch``.
 
-    ``c_S = rho * min(1, (e - p1 + 1) / (p2 - p1))`` from ``p1`` (``rho`` at once when ``p1 == p2``);
-    ``c_R = rho * min(1, (e - p2 + 1) / reinforce_ramp)`` from ``p2``; with ``cosine_decay``, after the
-    ``c_R`` ramp ends both follow ``floor + (rho - floor) * (1 + cos(pi * t)) / 2`` with ``t`` going 0 -> 1
-    over the remaining epochs up to ``total_epochs`` (default ``cfg.epochs``) and ``floor = rho * decay_floor``.
+    ``c_S = rho * min(1, (e - p1 + 1) / (p2 - p1 + 1))`` from ``p1``, so it reaches ``rho`` at epoch ``p2``
+    (``span_ramp: before_p2``, the earlier reading: ``/ (p2 - p1)``, ``rho`` at ``p2 - 1``; both give ``rho``
+    at once when ``p1 == p2``); ``c_R = rho * min(1, (e - p2 + 1) / reinforce_ramp)`` from ``p2``; with
+    ``cosine_decay``, after the ``c_R`` ramp ends both follow ``floor + (rho - floor) * (1 + cos(pi * t)) / 2``
+    with ``t`` going 0 -> 1 over the remaining epochs up to ``total_epochs`` (default ``cfg.epochs``) and
+    ``floor = rho * decay_floor``.
 
     >>> cfg = DetrRLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10)
     >>> [tuple(round(c, 4) for c in rl_coefficients(e, cfg)) for e in (0, 7, 8, 11, 12, 16, 21, 30)]
-    [(0.0, 0.0), (0.0, 0.0), (0.0075, 0.0), (0.03, 0.0), (0.03, 0.003), (0.03, 0.015), (0.03, 0.03), (0.03, 0.03)]
+    [(0.0, 0.0), (0.0, 0.0), (0.006, 0.0), (0.024, 0.0), (0.03, 0.003), (0.03, 0.015), (0.03, 0.03), (0.03, 0.03)]
+    >>> cfg = DetrRLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10, span_ramp="before_p2")
+    >>> [round(rl_coefficients(e, cfg)[0], 4) for e in (8, 11, 12)]
+    [0.0075, 0.03, 0.03]
     >>> cfg = DetrRLConfig(p1=2, p2=2, rho=0.05, reinforce_ramp=2, cosine_decay=True, decay_floor=0.2)
     >>> [tuple(round(c, 4) for c in rl_coefficients(e, cfg, total_epochs=7)) for e in (2, 3, 4, 6)]
     [(0.05, 0.025), (0.05, 0.05), (0.04, 0.04), (0.01, 0.01)]
     """
     rho = cfg.rho
-    c_s = 0.0 if epoch < cfg.p1 else rho * min(1.0, (epoch - cfg.p1 + 1) / max(1, cfg.p2 - cfg.p1))
+    span_len = cfg.p2 - cfg.p1 + (1 if cfg.span_ramp == "to_p2" else 0)
+    c_s = 0.0 if epoch < cfg.p1 else rho * min(1.0, (epoch - cfg.p1 + 1) / max(1, span_len))
     c_r = 0.0 if epoch < cfg.p2 else rho * min(1.0, (epoch - cfg.p2 + 1) / max(1, cfg.reinforce_ramp))
     ramp_end = cfg.p2 + max(1, cfg.reinforce_ramp) - 1  # first epoch at full rho
     total = cfg.epochs if total_epochs is None else total_epochs
