@@ -13,6 +13,7 @@ from timegrpo.detr.rl import (
     BASELINES,
     assert_isolated,
     changed_parameters,
+    check_converged,
     freeze_all_but,
     greedy_advantage,
     group_advantage,
@@ -145,3 +146,35 @@ def test_rl_stage_changes_only_the_heads(synth_root: Path, tmp_path: Path, make_
         assert result.history[0]["c_S"] == pytest.approx(0.025) and result.history[0]["c_R"] == 0.0
         assert result.history[1]["c_S"] == pytest.approx(0.05) and result.history[1]["c_R"] == pytest.approx(0.05)
         assert "reinforce" in result.history[1] and "reinforce" not in result.history[0]
+
+
+@pytest.mark.parametrize(("summary", "outcome"), [
+    ({"best_epoch": 23, "epochs_run": 24, "stop_reason": "budget", "validated": True}, "unconverged"),
+    ({"best_epoch": 21, "epochs_run": 24, "stop_reason": "budget", "validated": True}, "unconverged"),
+    ({"best_epoch": 20, "epochs_run": 24, "stop_reason": "budget", "validated": True}, "ok"),
+    ({"best_epoch": 49, "epochs_run": 60, "stop_reason": "plateau", "validated": True}, "ok"),
+    ({"best_epoch": 9, "epochs_run": 10, "stop_reason": "budget", "validated": False}, "unchecked"),
+    (None, "unchecked"),
+])
+def test_rl_checks_that_the_supervised_run_converged(summary: dict | None, outcome: str) -> None:
+    ck = {} if summary is None else {"train_summary": summary}
+    logs: list[str] = []
+    for rule in ("error", "warn", "ignore"):
+        cfg = load_detr_config(None, ["--rl.on_unconverged", rule])
+        if outcome == "unconverged" and rule == "error":
+            with pytest.raises(ConfigError, match=rf"best validation epoch is {summary['best_epoch'] + 1} of 24 "
+                                                  r"\(in the last 10%\).*--train.epochs 48.*--rl.on_unconverged warn"):
+                check_converged(ck, "sup/best.ckpt", cfg, logs.append)
+            continue
+        assert check_converged(ck, "sup/best.ckpt", cfg, logs.append) == summary
+    warnings = [line for line in logs if line.startswith("warning:")]
+    assert len(warnings) == (1 if outcome == "unconverged" else 0)
+    assert any(line.startswith("note:") for line in logs) == (outcome == "unchecked")
+
+
+def test_run_rl_refuses_an_unconverged_start(synth_root: Path, tmp_path: Path, make_config) -> None:
+    cfg = make_config(synth_root, out_root=str(tmp_path), train={"epochs": 1}, rl={"on_unconverged": "error"})
+    train_supervised(cfg, lambda s: None)  # one epoch: its best epoch is its last
+    with pytest.raises(ConfigError, match="best validation epoch is 1 of 1"):
+        run_rl(cfg, lambda s: None)
+    assert not (tmp_path / "run/rl/final.ckpt").exists()

@@ -1,8 +1,8 @@
 """GIRL-DETR configuration: the dataclass tree of a recipe (``recipes/detr/*.yaml``), read by
 :mod:`timegrpo.config.core` like every other command's config (YAML file + ``--section.key value`` overrides).
 
-A recipe has one mapping per section (``data``, ``model``, ``loss``, ``train``, ``rl``, ``predict``, ``synth``)
-and a few top-level keys (``name``, ``seed``, ``out_dir``, ``device``, ``threads``). Relative paths in ``data``
+A recipe has one mapping per section (``data``, ``model``, ``loss``, ``train``, ``rl``, ``predict``, ``synth``,
+``demo``) and a few top-level keys (``name``, ``seed``, ``out_dir``, ``device``, ``threads``). Relative paths in ``data``
 are resolved against ``data.root`` and ``out_dir`` against ``out_root`` (never against the working directory).
 :func:`load_detr_config` is :func:`timegrpo.config.core.load` with the bare-key preference the ``detr`` commands
 use: a key in both ``data`` and ``synth`` (``--clip_len``) means ``data``'s.
@@ -52,13 +52,19 @@ class DetrDataConfig:
     length_tolerance: float = opt(2.0, "clips of disagreement allowed between feature length and duration/clip_len")
     on_bad: str = opt("error", "bad annotation or feature (missing file, length mismatch): error | skip | clip "
                      "(clip repairs windows past the duration and drops what it cannot repair, as skip)")
-    cache_videos: int = opt(2048, "how many videos' features to keep in memory (0: none)")
+    cache_videos: int | None = opt(None, "how many videos' prepared features to keep in memory (None: every video "
+                                   "of the split, i.e. sized to the dataset; 0: none, read each time)")
+    num_workers: int = opt(0, "DataLoader worker processes (0: load in the main process). With workers and a cache, "
+                           "the split's features are read once in the main process before the workers start, so "
+                           "they share them")
 
     def __post_init__(self) -> None:
         if self.on_bad not in ("error", "skip", "clip"):
             raise ConfigError(f"data.on_bad must be 'error', 'skip' or 'clip', got {self.on_bad!r}")
         if self.clip_len <= 0:
             raise ConfigError(f"data.clip_len must be > 0, got {self.clip_len}")
+        if self.num_workers < 0 or (self.cache_videos is not None and self.cache_videos < 0):
+            raise ConfigError("data.num_workers and data.cache_videos must be >= 0")
         if "{qid}" not in self.text_file:
             raise ConfigError(f"data.text_file must contain '{{qid}}', got {self.text_file!r}")
 
@@ -127,7 +133,14 @@ class DetrTrainConfig:
     grad_clip: float = opt(0.1, "max gradient norm (0: no clipping)")
     ema_decay: float = opt(0.999, "EMA decay per step; the EMA weights are evaluated and handed to RL")
     eval_every: int = opt(1, "evaluate on data.val every this many epochs (0: only at the end)")
+    patience: int | None = opt(None, "stop when val mIoU has not risen by more than min_delta for this many epochs "
+                               "(None: run the fixed budget train.epochs)")
+    min_delta: float = opt(0.0, "rise of val mIoU (points) that counts as an improvement for patience")
     resume: bool = opt(True, "continue from out_dir/supervised/last.ckpt when it exists")
+
+    def __post_init__(self) -> None:
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"train.patience must be >= 1 or null, got {self.patience}")
 
 
 @dataclass
@@ -156,6 +169,12 @@ class DetrRLConfig:
     iou_coef: float = opt(1.0, "keep training the IoU head on the changing spans (0: leave it)")
     heads: list[str] = opt(["span_head", "class_head", "iou_head"], "the only modules RL may change")
     init: str | None = opt(None, "supervised checkpoint to start from (None: out_dir/supervised/best.ckpt)")
+    on_unconverged: str = opt("error", "when the supervised run was still improving (its best epoch in the last "
+                              "converged_tail of its epochs): error (refuse, saying how to continue) | warn | ignore")
+    converged_tail: float = opt(0.1, "fraction of the supervised epochs at the end where a best epoch means "
+                                "'still improving'")
+    control: bool = opt(True, "`detr rl` also runs the control (objective supervised, same heads, same epochs) "
+                        "and reports RL minus control on the test split")
     eval_every: int = opt(1, "evaluate on data.val every this many epochs (0: only at the end)")
 
     def __post_init__(self) -> None:
@@ -163,6 +182,10 @@ class DetrRLConfig:
             raise ConfigError(f"rl.p2 ({self.p2}) must be >= rl.p1 ({self.p1})")
         if self.temperature <= 0:
             raise ConfigError("rl.temperature must be > 0")
+        if self.on_unconverged not in ("error", "warn", "ignore"):
+            raise ConfigError(f"rl.on_unconverged must be error, warn or ignore, got {self.on_unconverged!r}")
+        if not 0 <= self.converged_tail < 1:
+            raise ConfigError(f"rl.converged_tail must be in [0, 1), got {self.converged_tail}")
         if self.span_ramp not in ("to_p2", "before_p2"):
             raise ConfigError(f"rl.span_ramp must be to_p2 or before_p2, got {self.span_ramp!r}")
         if self.policy_score not in ("prob", "logit"):
@@ -223,6 +246,19 @@ class FeatureSynthConfig:
 
 
 @dataclass
+class DetrDemoConfig:
+    seeds: list[int] = opt([0, 1, 2], "`detr demo` runs once per seed; each seed sets `seed` (initialisation, batch "
+                           "order, RL sampling) and `synth.seed` (the synthetic data)")
+    processes: int = opt(1, "seeds run side by side in this many processes (each with `threads` torch threads)")
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"demo.seeds must be distinct and not empty, got {self.seeds}")
+        if self.processes < 1:
+            raise ConfigError(f"demo.processes must be >= 1, got {self.processes}")
+
+
+@dataclass
 class DetrConfig:
     name: str = opt("girl_detr", "run name")
     seed: int = opt(2023, "seed of parameter init, shuffling, dropout and RL sampling")
@@ -237,6 +273,7 @@ class DetrConfig:
     rl: DetrRLConfig = section(DetrRLConfig, "gradient-isolated RL stage")
     predict: DetrPredictConfig = section(DetrPredictConfig, "prediction")
     synth: FeatureSynthConfig = section(FeatureSynthConfig, "synthetic clip-feature benchmark (demo, synth-features)")
+    demo: DetrDemoConfig = section(DetrDemoConfig, "`detr demo`: seeds")
 
     def resolve(self, path: str | None, *, what: str = "path") -> Path | None:
         """Resolve a data path against ``data.root``; a relative path with no root is an error."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from timegrpo.config.core import to_dict
+from timegrpo.config.core import ConfigError, to_dict
 from timegrpo.detr.config import DetrConfig, DetrRLConfig
 from timegrpo.detr.features import Batch
 from timegrpo.detr.losses import iou_head_loss, set_criterion
@@ -49,6 +49,7 @@ from timegrpo.detr.train import (
     model_from_checkpoint,
     save_checkpoint,
     setup_torch,
+    still_improving,
 )
 from timegrpo.registry import Registry
 
@@ -270,12 +271,41 @@ def assert_isolated(changed: list[str], allowed: list[str]) -> None:
         raise RuntimeError(f"gradient isolation violated: {len(leaked)} frozen parameters changed, e.g. {leaked[:5]}")
 
 
+def check_converged(ck: dict[str, Any], init: str, cfg: DetrConfig, log: Log) -> dict[str, Any] | None:
+    """Apply ``rl.on_unconverged`` to the supervised checkpoint's ``train_summary``: when its best val epoch is in
+    the last ``rl.converged_tail`` of its epochs (:func:`~timegrpo.detr.train.still_improving`), raise
+    ``ConfigError`` (``error``) or log a warning (``warn``), saying how to continue. A checkpoint without a
+    summary, or from a run without validation, is logged as unchecked. Returns the summary (None: none)."""
+    summary = ck.get("train_summary")
+    if summary is None:
+        log(f"note: {init} records no training summary (not written by `detr train`): convergence not checked")
+        return None
+    if not summary["validated"]:
+        log(f"note: {init} comes from a run without a validation split: the budget of "
+            f"{summary['epochs_run']} epochs is the convergence rule")
+        return summary
+    best, n = summary["best_epoch"], summary["epochs_run"]
+    if cfg.rl.on_unconverged == "ignore" or not still_improving(best, n, cfg.rl.converged_tail):
+        return summary
+    msg = (f"supervised checkpoint {init} was still improving: its best validation epoch is {best + 1} of {n} "
+           f"(in the last {cfg.rl.converged_tail:.0%}), and GIRL's RL stage starts from a converged model. Continue "
+           f"the supervised run: `timegrpo detr train` with the same recipe and --train.epochs {2 * n} (it resumes "
+           f"from supervised/last.ckpt), with --train.patience to stop on the plateau; or pass "
+           f"--rl.on_unconverged warn to run RL anyway")
+    if cfg.rl.on_unconverged == "error":
+        raise ConfigError(msg)
+    log(f"warning: {msg}")
+    return summary
+
+
 @dataclass
 class RLResult:
     checkpoint: str
     changed_parameters: list[str]
     trainable_parameters: int
     history: list[dict[str, Any]]
+    init: str = ""
+    supervised: dict[str, Any] | None = None
 
 
 def _rl_epoch(model: GirlDetr, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], data: Any,
@@ -299,12 +329,14 @@ def _rl_epoch(model: GirlDetr, opt: torch.optim.Optimizer, params: list[torch.nn
 
 
 def run_rl(cfg: DetrConfig, log: Log = print, *, out_name: str = "rl") -> RLResult:
-    """Run the RL stage from ``rl.init`` (default ``{run_dir}/supervised/best.ckpt``); write
-    ``{run_dir}/{out_name}/final.ckpt`` and ``log.jsonl``; raise if a frozen parameter changed."""
+    """Run the RL stage from ``rl.init`` (default ``{run_dir}/supervised/best.ckpt``) after
+    :func:`check_converged`; write ``{run_dir}/{out_name}/final.ckpt`` and ``log.jsonl``; raise if a frozen
+    parameter changed."""
     device = setup_torch(cfg)
     data = load_data(cfg, ("train", "val"), log)
     init = cfg.rl.init or str(cfg.run_dir() / "supervised" / "best.ckpt")
     ck = load_checkpoint(init)
+    summary = check_converged(ck, init, cfg, log)
     model = model_from_checkpoint(ck).to(device).eval()
     before = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
     trainable = freeze_all_but(model, cfg.rl.heads)
@@ -331,4 +363,4 @@ def run_rl(cfg: DetrConfig, log: Log = print, *, out_name: str = "rl") -> RLResu
     path = out / "final.ckpt"
     save_checkpoint(path, model=model.state_dict(), config=to_dict(cfg) | {"model": ck["config"]["model"]},
                     video_dim=ck["video_dim"], text_dim=ck["text_dim"], changed_parameters=changed, init=init)
-    return RLResult(str(path), changed, n_params, history)
+    return RLResult(str(path), changed, n_params, history, init, summary)
