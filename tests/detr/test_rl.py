@@ -11,6 +11,7 @@ from timegrpo.config.core import ConfigError
 from timegrpo.detr.config import DetrRLConfig, load_detr_config
 from timegrpo.detr.rl import (
     BASELINES,
+    DETR_REWARDS,
     assert_isolated,
     changed_parameters,
     check_converged,
@@ -94,6 +95,14 @@ def test_reinforce_gradient_raises_better_than_greedy_queries() -> None:
     assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
     loss.backward()
     assert scores.grad[0, 1] < 0 < scores.grad[0, 2]  # descent raises query 1, lowers query 2
+
+
+def test_rewards_are_registered_and_hit_is_r1_of_the_drawn_query() -> None:
+    iou = torch.tensor([[0.2, 0.69999, 0.7, 1.0]])
+    assert DETR_REWARDS.get("iou")(iou, 0.7) is iou
+    assert DETR_REWARDS.get("hit")(iou, 0.7).tolist() == [[0.0, 0.0, 1.0, 1.0]]
+    assert DETR_REWARDS.get("hit")(iou, 0.5).tolist() == [[0.0, 1.0, 1.0, 1.0]]
+    assert set(DETR_REWARDS.names()) == {"iou", "hit"}
 
 
 def test_group_baseline_is_zscore_and_registered() -> None:

@@ -163,6 +163,9 @@ class DetrRLConfig:
     temperature: float = opt(0.5, "policy temperature: softmax(score / temperature) over the queries")
     policy_score: str = opt("prob", "the policy's score: prob (p_fg, as the spec writes it) | logit (fg minus "
                            "no-object logit, which does not saturate once the class head is confident)")
+    reward: str = opt("iou", "REINFORCE reward of a drawn query: iou (the spec: IoU with its best ground truth) | "
+                      "hit (ours: 1 when that IoU >= reward_threshold, the R1 metric itself)")
+    reward_threshold: float = opt(0.7, "the IoU a `hit` reward counts from")
     n_samples: int = opt(3, "REINFORCE samples per query")
     baseline: str = opt("greedy", "REINFORCE baseline: greedy (reward of the argmax query) | group (z-score of all)")
     objective: str = opt("girl", "girl (the three-stage RL loss) | supervised (set losses on the heads: the control)")
@@ -230,6 +233,9 @@ class FeatureSynthConfig:
     noise: float = opt(0.15, "per-clip isotropic noise (per dimension, times sqrt(48/dim))")
     scene: float = opt(0.5, "norm of the per-video constant scene vector")
     text_noise: float = opt(0.2, "noise on the concept token (per dimension, times sqrt(32/dim))")
+    label_jitter: float = opt(0.0, "annotation noise: move every window boundary of the noisy splits by "
+                              "U(-label_jitter, +label_jitter) seconds (the features keep the true events)")
+    label_noise_splits: list[str] = opt(["train", "val"], "splits whose annotations get label_jitter (test stays clean)")
     min_tokens: int = opt(3, "fewest tokens per query")
     max_tokens: int = opt(6, "most tokens per query")
 
@@ -241,6 +247,8 @@ class FeatureSynthConfig:
             raise ConfigError("events_per_video must be [min, max] with 1 <= min <= max <= n_concepts")
         if self.min_event * (hi + 1) > 0.8 * (self.min_clips - 1) * self.clip_len:
             raise ConfigError("events do not fit: min_event * max events must be <= 0.8 x the shortest duration")
+        if self.label_jitter < 0 or not set(self.label_noise_splits) <= {"train", "val", "test"}:
+            raise ConfigError("label_jitter must be >= 0 and label_noise_splits a subset of [train, val, test]")
         if len(self.splits) != 3 or abs(sum(self.splits) - 1) > 1e-6:
             raise ConfigError("splits must be three fractions summing to 1")
 

@@ -10,7 +10,8 @@ the stage and raises if anything outside the heads changed. The loss of epoch ``
 * ``L_span`` (from ``p1``): the top-``k`` queries by score, weights ``(1 - IoU_j) / sum (1 - IoU)``, weighted L1.
 * ``L_reinforce`` (from ``p2``): the policy ``softmax(score / temperature)`` over the queries (score = p_fg as
   the spec writes it, or the fg logit: ``policy_score``), ``n_samples`` draws,
-  reward = IoU of the drawn query's span with its best ground truth, advantage = reward - reward of the argmax
+  reward = IoU of the drawn query's span with its best ground truth (``reward: hit``: ``1[IoU >= reward_threshold]``,
+  ours), advantage = reward - reward of the argmax
   query (``greedy``) or the z-score of the reward among all queries (``group``, GRPO-style).
 * ``c_S`` ramps linearly from ``p1`` to ``rho`` at ``p2`` (``span_ramp``); ``c_R`` ramps from ``p2`` to ``rho`` over
   ``reinforce_ramp`` epochs; optional cosine decay of both to ``rho * decay_floor`` afterwards.
@@ -171,6 +172,26 @@ def sample_actions(scores: torch.Tensor, temperature: float, n: int, generator: 
     return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator).to(scores.device)
 
 
+#: The REINFORCE reward of a query from its IoU with its best ground truth: ``f(iou (B, Q), threshold) -> (B, Q)``.
+DETR_REWARDS: Registry[Callable[[torch.Tensor, float], torch.Tensor]] = Registry("GIRL-DETR reward")
+
+
+@DETR_REWARDS.register("iou")
+def iou_reward(iou: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The spec's reward: the IoU itself (``threshold`` unused)."""
+    return iou
+
+
+@DETR_REWARDS.register("hit")
+def hit_reward(iou: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``1[IoU >= threshold]``: R1@threshold of the drawn query (ours, a metric-shaped reward).
+
+    >>> hit_reward(torch.tensor([[0.69, 0.7, 0.9]]), 0.7).tolist()
+    [[0.0, 1.0, 1.0]]
+    """
+    return (iou >= threshold).to(iou.dtype)
+
+
 @BASELINES.register("greedy")
 def greedy_advantage(scores: torch.Tensor, rewards: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """``r(a) - r(argmax score)``: ``(B, n)``.
@@ -224,7 +245,8 @@ def girl_objective(out: DetrOutput, batch: Batch, epoch: int, cfg: DetrConfig,
         l_span = topk_weighted_span_loss(spans, scores, batch.spans, batch.span_mask, rl.top_k)
         loss = loss + c_s * l_span
         logs["span"] = l_span.item()
-    rewards, _ = best_gt_iou(spans.detach(), batch.spans, batch.span_mask)
+    ious, _ = best_gt_iou(spans.detach(), batch.spans, batch.span_mask)
+    rewards = DETR_REWARDS.get(rl.reward)(ious, rl.reward_threshold)
     logs["reward_greedy"] = float(torch.gather(rewards, 1, scores.argmax(-1, keepdim=True)).mean())
     if c_r > 0:
         actions = sample_actions(scores, rl.temperature, rl.n_samples, generator)
