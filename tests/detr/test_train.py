@@ -92,7 +92,7 @@ def test_predictions_follow_the_official_schema(synth_root: Path, tmp_path: Path
 
 def test_patience_stops_on_the_plateau_and_a_resumed_run_stays_stopped(synth_root: Path, tmp_path: Path,
                                                                        make_config) -> None:
-    # min_delta 1000: only the first validation counts as a rise, so patience 2 stops after epoch 2 (0-based)
+    # min_delta 1000: only the first validation makes a best, so patience 2 stops after epoch 2 (0-based)
     cfg = make_config(synth_root, out_root=str(tmp_path), train={"epochs": 30, "patience": 2, "min_delta": 1000.0})
     logs: list[str] = []
     result = train_supervised(cfg, logs.append)
@@ -102,7 +102,7 @@ def test_patience_stops_on_the_plateau_and_a_resumed_run_stays_stopped(synth_roo
     assert epochs == [0, 1, 2]
     summary = load_checkpoint(result["best"])["train_summary"]
     assert summary == {k: result[k] for k in ("best_epoch", "epochs_run", "stop_reason", "validated")}
-    assert summary["best_epoch"] == load_checkpoint(result["best"])["epoch"]
+    assert summary["best_epoch"] == load_checkpoint(result["best"])["epoch"] == 0
     again = train_supervised(make_config(synth_root, out_root=str(tmp_path),
                                          train={"epochs": 40, "patience": 2, "min_delta": 1000.0}), logs.append)
     assert (again["epochs_run"], again["stop_reason"]) == (3, "plateau")

@@ -135,7 +135,8 @@ class DetrTrainConfig:
     eval_every: int = opt(1, "evaluate on data.val every this many epochs (0: only at the end)")
     patience: int | None = opt(None, "stop when val mIoU has not risen by more than min_delta for this many epochs "
                                "(None: run the fixed budget train.epochs)")
-    min_delta: float = opt(0.0, "rise of val mIoU (points) that counts as an improvement for patience")
+    min_delta: float = opt(0.0, "rise of val mIoU (points) over the best so far that makes a new best (best.ckpt) "
+                           "and resets patience")
     resume: bool = opt(True, "continue from out_dir/supervised/last.ckpt when it exists")
 
     def __post_init__(self) -> None:

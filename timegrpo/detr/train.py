@@ -205,28 +205,25 @@ def still_improving(best_epoch: int, epochs_run: int, tail: float = 0.1) -> bool
 
 
 def update_best(best: dict[str, Any], epoch: int, metrics: dict[str, float], min_delta: float) -> bool:
-    """Fold one validation into ``best`` (``score``/``epoch``/``metrics`` of the highest val mIoU, and
-    ``ref``/``ref_epoch``: the score and epoch of the last rise by more than ``min_delta``, what patience counts
-    from); return True when this epoch is the new best.
+    """Fold one validation into ``best`` (``score``/``epoch``/``metrics``): this epoch becomes the best when its
+    val mIoU beats the best so far by more than ``min_delta`` points (so a rise within the noise neither moves
+    ``best.ckpt`` nor resets patience, and the best epoch is where patience counts from). True when it did.
 
     >>> b = {"score": -1.0, "epoch": -1, "metrics": {}}
     >>> [update_best(b, e, {"mIoU": x}, 0.5) for e, x in enumerate([50.0, 50.3, 50.9, 50.8])]
-    [True, True, True, False]
-    >>> b["epoch"], b["ref_epoch"], b["ref"]
-    (2, 2, 50.9)
+    [True, False, True, False]
+    >>> b["epoch"], b["score"]
+    (2, 50.9)
     """
-    score = metrics["mIoU"]
-    if score > best.get("ref", float("-inf")) + min_delta:
-        best["ref"], best["ref_epoch"] = score, epoch
-    if score <= best["score"]:
+    if best["epoch"] >= 0 and metrics["mIoU"] <= best["score"] + min_delta:  # the first validation is a best
         return False
-    best.update(score=score, epoch=epoch, metrics=metrics)
+    best.update(score=metrics["mIoU"], epoch=epoch, metrics=metrics)
     return True
 
 
 def _plateaued(best: dict[str, Any], epoch: int, patience: int | None) -> bool:
-    """No counted rise of val mIoU in the last ``patience`` epochs (always False without patience or validation)."""
-    return patience is not None and "ref_epoch" in best and epoch - best["ref_epoch"] >= patience
+    """No new best in the last ``patience`` epochs (always False without patience or before any validation)."""
+    return patience is not None and best["epoch"] >= 0 and epoch - best["epoch"] >= patience
 
 
 def _finish(out: Path, best: dict[str, Any], epochs_run: int, stop: str, validated: bool) -> dict[str, Any]:
@@ -283,6 +280,6 @@ def train_supervised(cfg: DetrConfig, log: Log = print) -> dict[str, Any]:
         log(json.dumps(rec))
     stop = "plateau" if _plateaued(best, epoch, cfg.train.patience) else "budget"
     if stop == "plateau":
-        log(f"val mIoU has not risen by more than {cfg.train.min_delta:g} since epoch {best['ref_epoch']}: "
+        log(f"val mIoU has not risen by more than {cfg.train.min_delta:g} since epoch {best['epoch']}: "
             f"stopped after epoch {epoch} (patience {cfg.train.patience})")
     return _finish(out, best, epoch + 1, stop, val is not None)
