@@ -59,16 +59,22 @@ def test_a_seed_job_rebuilds_its_config_and_logs_to_its_own_file(tmp_path: Path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1])
-def test_demo_supervised_learns_and_rl_raises_r1_at_07(tmp_path: Path, seed: int) -> None:
-    """The issue's claim on the synthetic recipe, for two seeds of data, initialisation and RL sampling."""
-    cfg = load_detr_config(SYNTH_RECIPE, ["--seed", str(seed), "--synth.seed", str(seed)])
-    report = run_detr_demo(tmp_path, cfg, control=False)
-    sup, rl, floors = report["supervised"], report["rl"], report["floors"]
-    # supervised learns, and it learns from the text: far above a constant window and above itself with shuffled text
+def test_demo_rl_ties_continued_supervised_training(tmp_path: Path) -> None:
+    """What the README states, on the default recipe (3 seeds, about 15 minutes on 2 free cores): the supervised
+    stage learns from the text and is trained to its plateau, and from there GIRL's RL on the heads does not beat
+    the same epochs of the supervised losses on the same heads (the control)."""
+    report = run_detr_demo(tmp_path, load_detr_config(SYNTH_RECIPE))
+    sup, floors = report["supervised"], report["floors"]
+    assert len(report["seeds"]) >= 3
+    # supervised learns, and from the text: far above a constant window and above itself with shuffled text
     assert sup["R1@0.5"] > floors["constant_window"]["R1@0.5"] + 40
     assert sup["R1@0.5"] > floors["supervised_shuffled_text"]["R1@0.5"] + 40
-    # RL on the heads raises held-out R1@0.7 and changes only head parameters
-    assert rl["R1@0.7"] > sup["R1@0.7"] + 2.0
+    # trained to its plateau: no seed's best epoch in the last 10% of its epochs
+    assert not any(report["supervised_still_improving"])
+    assert all(b + 1 <= 0.9 * n for b, n in zip(report["supervised_best_epoch"], report["supervised_epochs"]))
+    # RL - control, paired over the test queries and averaged over seeds: within a point of mIoU and two of
+    # R1@0.7 of zero, and RL not ahead by two standard errors
+    d = report["rl_minus_control"]
+    assert abs(d["mIoU"]) < 1.0 and abs(d["R1@0.7"]) < 2.0
+    assert d["mIoU"] < 2 * d["mIoU_se"] and d["R1@0.7"] < 2 * d["R1@0.7_se"]
     assert report["changed_parameters"] and all(n.startswith(HEADS) for n in report["changed_parameters"])
-    assert report["seconds"]["total"] < 600

@@ -257,11 +257,9 @@ def train_supervised(cfg: DetrConfig, log: Log = print) -> dict[str, Any]:
         sched.load_state_dict(ck["scheduler"])
         start, best = ck["epoch"] + 1, ck["best"]
         log(f"resumed from {out / 'last.ckpt'} at epoch {start}")
-    epoch = start - 1
-    for epoch in range(start, cfg.train.epochs):
-        if _plateaued(best, epoch - 1, cfg.train.patience):
-            epoch -= 1
-            break
+    epoch = start - 1  # the last epoch run
+    while epoch + 1 < cfg.train.epochs and not _plateaued(best, epoch, cfg.train.patience):
+        epoch += 1
         t0 = time.time()
         losses = _train_epoch(model, ema, opt, train, cfg, device, epoch)
         sched.step()
