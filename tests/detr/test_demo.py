@@ -60,9 +60,10 @@ def test_a_seed_job_rebuilds_its_config_and_logs_to_its_own_file(tmp_path: Path)
 
 @pytest.mark.slow
 def test_demo_rl_ties_continued_supervised_training(tmp_path: Path) -> None:
-    """What the README states, on the default recipe (3 seeds, about 15 minutes on 2 free cores): the supervised
-    stage learns from the text and is trained to its plateau, and from there GIRL's RL on the heads does not beat
-    the same epochs of the supervised losses on the same heads (the control)."""
+    """What the README states, on the default recipe (3 seeds, ~1,100 CPU-seconds: 28 minutes on the shared
+    2-core machine, at least 9 on 2 free cores): the supervised stage learns from the text and is trained to its
+    plateau, and from there GIRL's RL on the heads does not beat the same epochs of the supervised losses on the
+    same heads (the control)."""
     report = run_detr_demo(tmp_path, load_detr_config(SYNTH_RECIPE))
     sup, floors = report["supervised"], report["floors"]
     assert len(report["seeds"]) >= 3
