@@ -24,3 +24,23 @@ run_eval() {
     exec "${cmd[@]}" "$@"
   fi
 }
+
+# Run `timegrpo eval "$@"` (as run_eval), then score its predictions under another protocol:
+#   run_eval_and_score PROTOCOL ANNOTATIONS OUT [timegrpo eval arguments...]
+# writes OUT/metrics_PROTOCOL.json and OUT/metrics_PROTOCOL.md beside the eval's own metrics.json (the queries
+# predicted are scored: --missing skip; metrics_PROTOCOL.json counts the others as n_missing_prediction).
+# DRY_RUN=1 prints the two commands, one a line.
+run_eval_and_score() {
+  local protocol=$1 annotations=$2 out=$3
+  shift 3
+  local score=(timegrpo score --predictions "$out/predictions.jsonl" --annotations "$annotations"
+               --protocol "$protocol" --from-completion --missing skip --out-md "$out/metrics_$protocol.md" --json)
+  if [ -n "${DRY_RUN:-}" ]; then
+    run_eval "$@"
+    printf '%q ' "${score[@]}"
+    echo
+  else
+    (run_eval "$@")
+    "${score[@]}" > "$out/metrics_$protocol.json"
+  fi
+}

@@ -1,6 +1,7 @@
 """One registry mechanism for rewards, advantages, losses, readers and CLI commands.
 
-Registering a name twice is an error; looking up an unknown name lists the known ones.
+Registering a name twice is an error; looking up an unknown name lists the known ones
+(:class:`timegrpo.errors.UnknownNameError`, a ``KeyError`` the command line reports in one line).
 
 >>> losses = Registry("loss")
 >>> @losses.register("double")
@@ -11,7 +12,7 @@ Registering a name twice is an error; looking up an unknown name lists the known
 >>> losses.get("triple")
 Traceback (most recent call last):
 ...
-KeyError: "unknown loss 'triple'; known: double"
+timegrpo.errors.UnknownNameError: unknown loss 'triple'; known: double
 >>> "double" in losses, losses.names()
 (True, ['double'])
 """

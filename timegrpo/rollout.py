@@ -11,11 +11,15 @@ did: the same ``video_grid_thw``, ``second_per_grid_ts`` (Qwen2.5-VL places fram
 Time-R1 code drops it in the loss forward, which is wrong whenever fps != 2) and ``mm_token_type_ids``, and the
 vision tower's output computed once per prompt per step (:mod:`timegrpo.models.vision`).
 
-Rows are ordered prompt-major: rows ``i*G .. i*G+G-1`` are the G completions of prompt ``i``.
+Rows are ordered prompt-major: rows ``i*G .. i*G+G-1`` are the G completions of prompt ``i``. With
+``share_prefix`` (``train.share_prompt_prefix``) the language model also computes each prompt once for its rows,
+in generation and in :func:`completion_logps` (:mod:`timegrpo.models.prefix`); the results are the row-by-row
+computation's up to float rounding.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +27,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from timegrpo.models.prefix import (
+    attention_implementation,
+    pack,
+    packed_forward_supported,
+    prefill,
+    prompt_positions,
+    video_kwargs,
+)
 from timegrpo.models.vision import VideoFeatures, encode_videos, encoder_outputs, select_videos
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,15 +99,6 @@ class RolloutBatch(SequenceBatch):
     completions: list[str]  # (N,) decoded, special tokens skipped
 
 
-def _video_kwargs(prompt_inputs: dict[str, Any], index: Sequence[int]) -> dict[str, Any]:
-    """Per-row video tensors (grid, seconds per grid) for rows using videos ``index``."""
-    idx = torch.as_tensor(list(index), dtype=torch.long)
-    out = {"video_grid_thw": prompt_inputs["video_grid_thw"][idx]}
-    if prompt_inputs.get("second_per_grid_ts") is not None:
-        out["second_per_grid_ts"] = torch.as_tensor(prompt_inputs["second_per_grid_ts"])[idx]
-    return out
-
-
 def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask ``(N, Lc)`` with 1 up to and including the first EOS, and a ``(N,)`` "no EOS" (truncated) flag.
 
@@ -128,11 +133,15 @@ def eos_token_ids(model: nn.Module, processor: Any) -> list[int]:
 
 @torch.no_grad()
 def generate(model: nn.Module, processor: Any, prompt_inputs: dict[str, Any], params: SamplingParams,
-             features: VideoFeatures | None = None) -> RolloutBatch:
+             features: VideoFeatures | None = None, *, share_prefix: bool = False) -> RolloutBatch:
     """Sample ``params.num_generations`` completions per prompt with HF ``generate``.
 
     The vision tower runs once for the batch (or not at all when ``features`` are given), not once per
-    completion: the features are handed to generate as ``mm_encoder_outputs``.
+    completion: the features are handed to generate as ``mm_encoder_outputs``. With ``share_prefix`` each
+    prompt is also prefilled once and its G rows decode from that one KV cache
+    (:func:`timegrpo.models.prefix.prefill`); otherwise ``generate`` repeats every prompt G times
+    (``num_return_sequences``) and prefills each copy. Both sample the same tokens (same positions, logits
+    equal up to float rounding, same random draws).
     """
     from timegrpo.models.loading import unwrap
 
@@ -141,12 +150,16 @@ def generate(model: nn.Module, processor: Any, prompt_inputs: dict[str, Any], pa
         features = encode_videos(model, prompt_inputs["pixel_values_videos"], prompt_inputs["video_grid_thw"])
     n_prompts = prompt_inputs["input_ids"].shape[0]
     g = params.num_generations
-    text_inputs = {k: v for k, v in prompt_inputs.items() if k != "pixel_values_videos"}
+    mm = encoder_outputs(model, features, range(n_prompts))
     eos = eos_token_ids(base, processor)
     pad = processor.tokenizer.pad_token_id
-    seqs = base.generate(**text_inputs, mm_encoder_outputs=encoder_outputs(model, features, range(n_prompts)),
-                         eos_token_id=eos, pad_token_id=pad, suppress_tokens=vision_token_ids(base),
-                         **params.generate_kwargs())
+    kwargs = {**params.generate_kwargs(), "eos_token_id": eos, "pad_token_id": pad,
+              "suppress_tokens": vision_token_ids(base)}
+    if share_prefix:
+        seqs = base.generate(**prefill(base, prompt_inputs, mm, g), **{**kwargs, "num_return_sequences": 1})
+    else:
+        text_inputs = {k: v for k, v in prompt_inputs.items() if k != "pixel_values_videos"}
+        seqs = base.generate(**text_inputs, mm_encoder_outputs=mm, **kwargs)
     lp = prompt_inputs["input_ids"].shape[1]
     completion_ids = seqs[:, lp:]
     mask, truncated = completion_mask(completion_ids, eos)
@@ -188,7 +201,7 @@ def _logits(model: nn.Module, batch: SequenceBatch, rows: Sequence[int], mm: Any
     videos = [batch.video_index[r] for r in rows]
     out = model(input_ids=ids, attention_mask=mask, mm_token_type_ids=types,
                 mm_encoder_outputs=select_videos(mm, videos), logits_to_keep=logits_to_keep, use_cache=False,
-                **_video_kwargs(batch.prompt_inputs, videos))
+                **video_kwargs(batch.prompt_inputs, videos))
     return out.logits
 
 
@@ -218,9 +231,56 @@ def _prompt_types(batch: SequenceBatch) -> torch.Tensor:
     return batch.prompt_inputs["mm_token_type_ids"].repeat_interleave(batch.num_generations, dim=0)
 
 
+def _shared_logits(model: nn.Module, batch: SequenceBatch, rows: Sequence[int], mm: Any,
+                   positions: torch.Tensor) -> torch.Tensor:
+    """The logits ``(n, Lc, V)`` predicting the continuation tokens of ``rows``, from one packed forward in
+    which each prompt of the rows is computed once (:func:`timegrpo.models.prefix.pack`; ``positions``: the
+    prompts' mRoPE positions ``(3, P, Lp)``); rows ``r`` of prompt ``r // G``."""
+    g, lc = batch.num_generations, batch.completion_ids.shape[1]
+    groups: dict[int, list[int]] = {}
+    for r in rows:
+        groups.setdefault(r // g, []).append(r)
+    prompts = list(groups)
+    slot = {r: (i, b) for i, p in enumerate(prompts) for b, r in enumerate(groups[p])}
+    dev = batch.completion_ids.device
+    row_t = torch.as_tensor(list(rows), dtype=torch.long, device=dev)
+    at_i = torch.as_tensor([slot[r][0] for r in rows], dtype=torch.long, device=dev)
+    at_b = torch.as_tensor([slot[r][1] for r in rows], dtype=torch.long, device=dev)
+    blocks = max(len(v) for v in groups.values())
+    ids = batch.completion_ids.new_zeros(len(prompts), blocks, lc)
+    ids[at_i, at_b] = batch.completion_ids[row_t]
+    mask = batch.completion_mask.new_zeros(len(prompts), blocks, lc)
+    mask[at_i, at_b] = batch.completion_mask[row_t]
+    first = torch.as_tensor([groups[p][0] for p in prompts], dtype=torch.long, device=batch.prompt_ids.device)
+    p_t = torch.as_tensor(prompts, dtype=torch.long, device=positions.device)
+    packed = pack(batch.prompt_ids[first], batch.prompt_mask[first],
+                  batch.prompt_inputs["mm_token_type_ids"][p_t.to(batch.prompt_ids.device)], positions[:, p_t],
+                  ids, mask)
+    videos = [batch.video_index[groups[p][0]] for p in prompts]
+    out = model(**packed.forward_kwargs(model), mm_encoder_outputs=select_videos(mm, videos), use_cache=False,
+                **video_kwargs(batch.prompt_inputs, videos))
+    return out.logits.view(len(prompts), blocks, lc, -1)[at_i, at_b]
+
+
+_warned_unshared: set[str] = set()
+
+
+def _can_share(model: nn.Module, share_prefix: bool) -> bool:
+    """``share_prefix``, unless the model's attention takes no 4-D mask (said once per implementation)."""
+    if not share_prefix or packed_forward_supported(model):
+        return share_prefix
+    impl = attention_implementation(model)
+    if impl not in _warned_unshared:
+        _warned_unshared.add(impl)
+        logger.warning("share_prompt_prefix: attn_implementation %s takes no 4-D attention mask, so the log-prob "
+                       "forwards run row by row (generation still prefills each prompt once); use sdpa to share "
+                       "them", impl)
+    return False
+
+
 def completion_logps(model: nn.Module, batch: SequenceBatch, *, rows: Sequence[int] | None = None,
                      temperature: float = 1.0, with_grad: bool = False,
-                     batch_size: int | None = None) -> torch.Tensor:
+                     batch_size: int | None = None, share_prefix: bool = False) -> torch.Tensor:
     """Log-probs ``(n, Lc)`` of the continuation tokens under ``model`` for ``rows`` (all by default).
 
     Logits are divided by ``temperature`` first (as TRL does), so the ratio compares the same distribution
@@ -230,15 +290,25 @@ def completion_logps(model: nn.Module, batch: SequenceBatch, *, rows: Sequence[i
     values and gradients are those of one forward over all rows. With gradients every chunk's graph is kept
     until the caller's backward: a chunk bounds the forward's working memory (attention, MLP, logits) and,
     with gradient checkpointing, the recomputation of the backward, not the activations kept between.
+
+    ``share_prefix`` computes each prompt once per chunk for all its rows in the chunk (one packed row per
+    prompt, :func:`timegrpo.models.prefix.pack`): the same log-probs and gradients, up to float rounding,
+    for ``Lp + K*Lc`` tokens per prompt instead of ``K*(Lp + Lc)``. A chunk still holds at most ``batch_size``
+    completions; a prompt whose rows fall in two chunks is computed in each.
     """
     rows = list(range(batch.num_rows)) if rows is None else list(rows)
     lc = batch.completion_ids.shape[1]
+    share = _can_share(model, share_prefix)
     ctx = torch.enable_grad() if with_grad else torch.no_grad()
     with ctx:
         mm = _video_outputs(model, batch, with_grad)
+        positions = prompt_positions(model, batch.prompt_inputs) if share else None
         out = []
         for chunk in row_chunks(rows, batch_size):
-            logits = _logits(model, batch, chunk, mm, logits_to_keep=lc + 1)[:, :-1, :] / temperature
+            if positions is not None:
+                logits = _shared_logits(model, batch, chunk, mm, positions) / temperature
+            else:
+                logits = _logits(model, batch, chunk, mm, logits_to_keep=lc + 1)[:, :-1, :] / temperature
             out.append(_selective_log_softmax(logits, batch.completion_ids[torch.as_tensor(chunk, dtype=torch.long)]))
         return torch.cat(out) if len(out) > 1 else out[0]
 

@@ -32,12 +32,13 @@ VISUAL = FRAMES // 2 * (SIZE // 28) ** 2  # 8 merged visual tokens per prompt
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
-    """One tiny `timegrpo bench --vs-trl --json --markdown` run: 1 warm-up + 1 timed step per trainer."""
+    """One tiny `timegrpo bench --vs-trl --compare-prefix-off --json --markdown` run: 1 warm-up + 1 timed step per
+    trainer (timegrpo with the prompt prefix shared, the same not shared, TRL)."""
     tmp = tmp_path_factory.mktemp("bench")
     md = tmp / "BENCH.md"
     argv = ["bench", "--frames", str(FRAMES), "--size", str(SIZE), "--prompts", str(PROMPTS), "--num-generations",
-            str(G), "--completion-len", str(LEN), "--steps", "1", "--warmup", "1", "--vs-trl", "--json",
-            "--markdown", str(md), "--json-out", str(tmp / "out.json"), "--workdir", str(tmp)]
+            str(G), "--completion-len", str(LEN), "--steps", "1", "--warmup", "1", "--vs-trl", "--compare-prefix-off",
+            "--json", "--markdown", str(md), "--json-out", str(tmp / "out.json"), "--workdir", str(tmp)]
     out = io.StringIO()
     with redirect_stdout(out):
         rc = main(argv)
@@ -150,11 +151,40 @@ def test_trl_sees_the_same_visual_tokens_and_reencodes_them(bench_run, expected)
     assert vs["target_step_time_ratio"] == 0.7 and vs["target_met"] == (vs["step_time_ratio"] <= 0.7)
 
 
+def test_language_model_tokens_of_each_forward_with_the_prefix_shared_and_not(bench_run, expected):
+    """Tokens the language model computes per step, worked out from the prompt lengths (each micro-batch left-pads
+    its prompts to the longest): shared, one prefill of all but the last prompt token per prompt, then every row
+    runs the last prompt token and decodes, and each log-prob forward packs one prompt with its G completions;
+    not shared (and TRL), every row carries its own prompt."""
+    result, _, _ = bench_run
+    n, lp, lp_trl = PROMPTS * G, max(expected.timegrpo_prompt_lengths), max(expected.trl_prompt_lengths)
+    assert result["share_prompt_prefix"] is True
+    assert result["lm_tokens_per_step"] == {"generation": PROMPTS * (lp - 1) + n * LEN,
+                                            "logprob": PROMPTS * (lp + G * LEN), "train_forward": PROMPTS * (lp + G * LEN)}
+    off = result["prefix_off"]
+    assert off["share_prompt_prefix"] is False and off["name"] == "timegrpo (prefix not shared)"
+    assert off["lm_tokens_per_step"] == {"generation": n * lp + n * (LEN - 1), "logprob": n * (lp + LEN),
+                                         "train_forward": n * (lp + LEN)}
+    trl = result["vs_trl"]["trl"]
+    assert trl["lm_tokens_per_step"] == {"generation": n * lp_trl + n * (LEN - 1), "logprob": n * (lp_trl + LEN),
+                                         "train_forward": n * (lp_trl + LEN)}
+    # the same work (prompts, completions, vision) on both timegrpo sides; the ratio is of their timed steps
+    assert off["tokens_per_step"] == result["tokens_per_step"]
+    for key in ("forwards_per_step", "inputs_per_step", "patches_per_step"):
+        assert off["vision_tower"][key] == result["vision_tower"][key]
+    sharing = result["prefix_sharing"]
+    assert sharing["step_time_ratio"] == pytest.approx(result["step_time"] / off["step_time"])
+    assert sharing["lm_tokens_on_off"]["logprob"] == [PROMPTS * (lp + G * LEN), n * (lp + LEN)]
+    assert result["computed_tflops_per_step"] < result["model_tflops_per_step"]
+    assert off["computed_tflops_per_step"] < off["model_tflops_per_step"] * 1.01
+
+
 def test_markdown_report_is_written(bench_run):
     result, md, _ = bench_run
     text = md.read_text()
     for heading in ("# Benchmarks", "## Machine", "## Summary", "### Step time by phase", "## Data pipeline",
-                    "## GPU: not measured in this run", "## How the comparison is matched"):
+                    "## GPU: not measured in this run", "## How the comparison is matched",
+                    "### timegrpo with the prompt prefix shared", "### Prompt prefix shared vs not shared"):
         assert heading in text, heading
     assert "timegrpo bench --arch qwen2_5_vl_7b --frames 72 --size 280" in text
     assert f"{result['vs_trl']['step_time_ratio']:.3f}" in text
@@ -294,13 +324,15 @@ def test_sequential_run_without_reference(tmp_path):
     """--sequential (timegrpo's steps, then TRL's), --beta 0 (no reference forward), gradient checkpointing."""
     argv = ["bench", "--frames", str(FRAMES), "--prompts", "1", "--num-generations", str(G), "--completion-len",
             str(LEN), "--steps", "1", "--warmup", "1", "--beta", "0", "--gradient-checkpointing", "--vs-trl",
-            "--sequential", "--json", "--workdir", str(tmp_path)]
+            "--sequential", "--compare-prefix-off", "--json", "--workdir", str(tmp_path)]
     out = io.StringIO()
     with redirect_stdout(out):
         assert main(argv) == 0
     result = json.loads(out.getvalue())
     trl = result["vs_trl"]["trl"]
     assert result["phases"]["logprob"] == 0 and trl["phases"]["logprob"] == 0
+    assert result["lm_tokens_per_step"]["logprob"] == result["prefix_off"]["lm_tokens_per_step"]["logprob"] == 0
+    assert 0 < result["lm_tokens_per_step"]["train_forward"] < result["prefix_off"]["lm_tokens_per_step"]["train_forward"]
     assert result["vision_tower"]["forwards_per_step"] == 1
     assert trl["vision_tower"]["forwards_per_step"] == 2  # generation + train forward, no reference
     assert result["vs_trl"]["visual_tokens_per_prompt"] == {"timegrpo": VISUAL, "trl": VISUAL}

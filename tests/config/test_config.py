@@ -68,7 +68,7 @@ def test_round_trip_through_yaml(tmp_path):
     again = load_recipe(path, [])
     assert again == cfg
     assert recipe_from_dict(yaml.safe_load(to_yaml(cfg))) == cfg
-    assert list(to_dict(cfg)) == ["method", "model", "data", "train", "sft"]
+    assert list(to_dict(cfg)) == ["method", "model", "data", "train", "sft", "masking", "curriculum"]
     assert load_recipe(None, []) == RecipeConfig()
 
 
@@ -123,7 +123,7 @@ def test_recipe_errors_name_the_file_and_key(tmp_path):
     with pytest.raises(ConfigError, match=r"bad_key.yaml: unknown key train.betaa; did you mean train.beta"):
         load_recipe(bad_key, [])
     bad_section = write(tmp_path, "trian:\n  beta: 0.1\n", "bad_section.yaml")
-    with pytest.raises(ConfigError, match=r"unknown section 'trian'; did you mean 'train'\? \(known: method, model, data, train, sft\)"):
+    with pytest.raises(ConfigError, match=r"unknown section 'trian'; did you mean 'train'\? \(known: method, model, data, train, sft, masking, curriculum\)"):
         load_recipe(bad_section, [])
     bad_type = write(tmp_path, "train:\n  num_generations: eight\n", "bad_type.yaml")
     with pytest.raises(ConfigError, match=r"bad_type.yaml: train.num_generations: expected an integer, got 'eight'"):

@@ -129,8 +129,11 @@ def test_detect_format_on_small_files(tmp_path: Path) -> None:
         "e.json": json.dumps([{"path": "v.mp4", "question": "q", "answer": "0-1", "duration": 3}]),
         "f.json": json.dumps({"v": {"duration": 3, "timestamps": [[0, 1]], "sentences": ["q"]}}),
         "g.json": json.dumps({"v.avi": {"fps": 2, "num_frames": 6, "timestamps": [[0, 1]], "sentences": ["q"]}}),
+        "i.json": json.dumps({"v": {"duration": 3, "spans": [[0, 1]], "queries": ["q"]}}),
+        "j.jsonl": json.dumps({"video_path": "s/v.mp4", "duration": 3, "events": [{"query": "q", "span": [[0, 1]]}]}),
     }
-    expected = ["charades_sta", "moment_detr", "rextime", "time_r1", "tvgbench", "activitynet", "tacos_2dtan"]
+    expected = ["charades_sta", "moment_detr", "rextime", "time_r1", "tvgbench", "activitynet", "tacos_2dtan",
+                "timelens_bench", "timelens_100k"]
     for (name, text), fmt in zip(cases.items(), expected):
         (tmp_path / name).write_text(text)
         assert detect_format(tmp_path / name) == fmt, name
@@ -156,3 +159,18 @@ def test_moment_detr_video_paths(tmp_path: Path) -> None:
     samples, rep = load_annotations(p, video_dir=tmp_path / "videos", on_bad="skip")
     assert [s.qid for s in samples] == ["1"] and rep.dropped == {"missing_video": 1}
     assert samples[0].video == str(tmp_path / "videos" / "v1.mp4")
+
+
+def test_an_absolute_video_path_that_exists_is_found_with_another_video_dir(tmp_path: Path) -> None:
+    """Curriculum selections carry absolute paths; a recipe's video_dir (where the base names are not) keeps working."""
+    (tmp_path / "deep" / "videos").mkdir(parents=True)
+    video = tmp_path / "deep" / "videos" / "v1.mp4"
+    video.write_bytes(b"\0")
+    p = tmp_path / "sel.jsonl"
+    row = {"qid": 1, "query": "q", "vid": "v1", "duration": 3, "relevant_windows": [[0, 1]], "video": str(video)}
+    p.write_text(json.dumps(row) + "\n")
+    samples, rep = load_annotations(p, video_dir=tmp_path / "deep")
+    assert samples[0].video == str(video) and not rep.dropped
+    video.unlink()  # gone: the video_dir candidate is named, and counted missing
+    with pytest.raises(AnnotationError, match="missing_video"):
+        load_annotations(p, video_dir=tmp_path / "deep")

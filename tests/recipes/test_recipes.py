@@ -89,3 +89,37 @@ def test_recipe_names_resolve_in_the_registries(path):
         assert name in rewards.reward_names(), f"{path.name}: unknown reward {name!r}"
     assert cfg.data.prompt_template in prompts.TEMPLATES, f"{path.name}: unknown prompt {cfg.data.prompt_template!r}"
     assert cfg.data.format is None or cfg.data.format in formats.READERS
+
+
+def test_timerft_recipe_is_time_r1_in_five_rounds_of_2500():
+    base = load_recipe(REPO / "recipes/time_r1_qwen2_5_vl_7b.yaml", [])
+    cfg = load_recipe(REPO / "recipes/time_r1_timerft_qwen2_5_vl_7b.yaml", [])
+    c = cfg.curriculum
+    assert (c.strategy, c.rounds, c.k, c.epochs_per_round) == ("timerft", 5, 2500, 1.0)
+    assert (c.score_n, c.score_do_sample, c.score_max_new_tokens) == (1, False, 1024)
+    assert c.launch.startswith("accelerate launch --config_file launch/zero3_offload.yaml")
+    same = ("learning_rate", "lr_scheduler_type", "beta", "num_generations", "max_completion_length", "loss_type",
+            "per_device_train_batch_size", "gradient_accumulation_steps", "temperature", "reward_funcs", "bf16")
+    assert all(getattr(cfg.train, f) == getattr(base.train, f) for f in same)
+    assert cfg.model == base.model and not cfg.masking.on
+
+
+def test_videotg_recipe_is_the_grpo_core_with_curriculum_masking():
+    cfg = load_recipe(REPO / "recipes/videotg_r1_qwen2_5_vl_7b.yaml", [])
+    t, m = cfg.train, cfg.masking
+    assert (t.num_generations, t.learning_rate, t.beta, t.temperature) == (8, 1e-6, 0.04, 1.0)
+    assert t.reward_funcs == ["iou", "format"] and t.reward_weights == [1.0, 1.0]
+    assert (m.max_fraction, m.until, m.order, m.buckets) == (0.8, 0.5, "farthest", ["hard"])
+    header = (REPO / "recipes/videotg_r1_qwen2_5_vl_7b.yaml").read_text().split("\nmethod:")[0]
+    stages = [header.index(f"timegrpo curriculum {s}") for s in ("score", "reflect", "select --method dea_stratified")]
+    assert stages == sorted(stages) and cfg.data.train_file in header  # the chain ends in this recipe's data
+
+
+def test_tvdf_recipe_is_video_opd_in_three_rounds():
+    base = load_recipe(REPO / "recipes/video_opd_qwen3_vl_8b.yaml", [])
+    cfg = load_recipe(REPO / "recipes/video_opd_tvdf_qwen3_vl_8b.yaml", [])
+    c = cfg.curriculum
+    assert (c.strategy, c.rounds, c.k, c.teacher_n, c.score_do_sample) == ("tvdf", 3, 2500, 4, True)
+    assert cfg.method == "opd" and cfg.model == base.model
+    assert cfg.train.teacher_model_name_or_path == base.train.teacher_model_name_or_path
+    assert (cfg.train.num_generations, cfg.train.learning_rate, cfg.train.lr_scheduler_type) == (1, 1e-6, "constant")

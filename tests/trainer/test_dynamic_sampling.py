@@ -78,7 +78,7 @@ def test_a_group_reassembled_from_token_ids_gives_the_same_log_probs(reward_dir,
 
     trainer = make_trainer(synth_dir, tmp_path, "--train.max_steps", "1", "--train.per_device_train_batch_size", "2")
     samples = trainer.samples[:2]
-    inputs = trainer.prompt_inputs(samples)
+    inputs = trainer.prompt_inputs(samples, 0)
     batch, rewards, _ = trainer.draw(inputs, samples, seed=5)
     groups = groups_of(batch, rewards, [10, 11], [0, 1])
     assert [g.position for g in groups] == [10, 11] and groups[1].rewards == rewards[4:].tolist()

@@ -2,18 +2,21 @@
 
     timegrpo bench [--model PATH | --tiny FAMILY | --arch qwen2_5_vl_3b|qwen2_5_vl_7b] [--frames N] [--size PX]
                    [--num-generations G] [--prompts P] [--completion-len L] [--steps S] [--warmup W]
-                   [--vs-trl] [--json] [--json-out FILE] [--markdown FILE] [--real-videos DIR]
+                   [--share-prompt-prefix true|false] [--compare-prefix-off] [--vs-trl] [--sequential]
+                   [--json] [--json-out FILE] [--markdown FILE] [--real-videos DIR]
     timegrpo bench --suite cpu --vs-trl --markdown BENCHMARKS.md     # what `make bench` runs
 
 A run trains real optimiser steps of :class:`timegrpo.trainer.grpo.GRPOTrainer` on synthetic videos of fixed
 length (every prompt has ``frames/2 * (size/28)^2`` visual tokens) with a fixed completion length, and reports
 per step: wall time split into data, generation, reward, log-prob forwards and backward/optimizer
 (:mod:`timegrpo.bench.sides`), tokens per second (prompt + completion tokens of all completions), vision-tower
-calls, peak memory (RSS on CPU, allocated memory on a GPU), model FLOPs and, where the GPU's peak is known,
-model FLOPs utilisation; plus the data pipeline (cold decode vs cached frames per video, share of the step
+calls, the tokens the language model computes in each phase, peak memory (RSS on CPU, allocated memory on a
+GPU), model FLOPs and, where the GPU's peak is known, model FLOPs utilisation; plus the data pipeline (cold decode vs cached frames per video, share of the step
 spent on data) and the machine. ``--vs-trl`` runs TRL's GRPOTrainer on the same work in the same process,
 alternating steps with timegrpo (:mod:`timegrpo.bench.trl_side` says how the work is matched), and reports
-the timegrpo/TRL ratios. Timings are medians over ``--steps`` steps after ``--warmup`` untimed ones; the load
+the timegrpo/TRL ratios; ``--compare-prefix-off`` also runs timegrpo with ``train.share_prompt_prefix`` off beside
+it (each prompt then computed once per completion) and reports the step split, the language-model tokens and the
+peak memory of both. Timings are medians over ``--steps`` steps after ``--warmup`` untimed ones; the load
 average is recorded with them, because a shared machine makes every figure noisy.
 """
 
@@ -34,14 +37,16 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "cpu": (
         "CPU suite: the demo's tiny model on the demo's 56x56 videos; then a Qwen2.5-VL-3B-shaped model shrunk to "
         "run on CPU (2 text layers, heads / 16 at the real head size, so the vision tower keeps about its real share "
-        "of the FLOPs per visual token) on 112x112 videos, with G 4 and with Time-R1's G 8",
+        "of the FLOPs per visual token) on 112x112 videos, with G 4 and with Time-R1's G 8; timegrpo runs with the "
+        "prompt prefix shared (the default) and, step for step beside it, not shared",
         [
             {"label": "tiny-demo", "tiny": "qwen2_5_vl", "frames": 16, "size": 56, "prompts": 2,
-             "num_generations": 4, "completion_len": 32, "steps": 10, "warmup": 2},
+             "num_generations": 4, "completion_len": 32, "steps": 10, "warmup": 2, "target_ratio": 0.55,
+             "compare_prefix_off": True},
             {"label": "3b-shaped", **_SHRUNK_3B, "frames": 16, "size": 112, "prompts": 2, "num_generations": 4,
-             "completion_len": 32, "steps": 10, "warmup": 2},
+             "completion_len": 32, "steps": 10, "warmup": 2, "compare_prefix_off": True},
             {"label": "3b-shaped-g8", **_SHRUNK_3B, "frames": 32, "size": 112, "prompts": 2, "num_generations": 8,
-             "completion_len": 48, "steps": 6, "warmup": 1},
+             "completion_len": 48, "steps": 6, "warmup": 1, "target_ratio": 0.25, "compare_prefix_off": True},
         ],
     ),
 }

@@ -1,10 +1,12 @@
-"""Run one workload: prepare it, measure the data pipeline, time the steps of one or both trainers, summarise.
+"""Run one workload: prepare it, measure the data pipeline, time the steps of the trainers, summarise.
 
-With ``vs_trl`` the two trainers alternate step by step inside TRL's training loop (a timegrpo step runs
-after each TRL step, outside TRL's timed span), so slow drifts in machine load hit both alike; the first
-``warmup`` steps of each are left out of every figure. With ``sequential`` (for a GPU that cannot hold both
-trainers) all timegrpo steps run first, its trainer is freed, then TRL's run. Each figure is the median over the timed steps; the
-ratios are timegrpo / TRL of those medians (``paired_step_time_ratio``: the median of the per-pair ratios).
+With ``vs_trl`` the trainers alternate step by step inside TRL's training loop (after each TRL step, outside TRL's
+timed span, a timegrpo step runs, and with ``compare_prefix_off`` a step of timegrpo with
+``train.share_prompt_prefix`` off), so slow drifts in machine load hit all alike; the first ``warmup`` steps of
+each are left out of every figure. With ``sequential`` (for a GPU that cannot hold two trainers) each trainer
+runs all its steps alone and is freed before the next is built. Each figure is the median over the timed steps;
+the ratios are timegrpo / TRL (or prefix shared / not shared) of those medians (``paired_step_time_ratio``: the
+median of the per-pair ratios).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from timegrpo.bench.workload import BenchConfig, Workload, prepare
 
 logger = logging.getLogger("timegrpo.bench")
 
-#: The issue's target: a timegrpo step takes at most this share of TRL's step on the same work.
-TARGET_STEP_RATIO = 0.7
+#: The phases whose language-model forwards are counted (:class:`timegrpo.bench.timing.TokenProbe`).
+LM_PHASES = ("generation", "logprob", "train_forward")
 
 
 def model_params(model: Any) -> dict[str, int]:
@@ -68,6 +70,20 @@ def model_flops(params: dict[str, int], cfg: BenchConfig, prompt_tokens: float, 
     return decoder + head * (forwards + 3) + tower * cfg.prompts
 
 
+def computed_flops(params: dict[str, int], cfg: BenchConfig, lm_tokens: dict[str, float],
+                   patches_per_prompt: float) -> float:
+    """Model FLOPs the step actually computed: ``2 N T`` over the tokens ``T`` the language model computed in
+    generation and the log-prob forwards and ``6 N T`` over the train forward's (``lm_tokens``, counted), plus
+    the LM head and the vision tower as in :func:`model_flops`. With the prompt prefix shared this is far below
+    :func:`model_flops`, which counts the row-by-row work."""
+    forward = lm_tokens.get("generation", 0.0) + lm_tokens.get("logprob", 0.0)
+    decoder = 2 * params["body"] * forward + 6 * params["body"] * lm_tokens.get("train_forward", 0.0)
+    n = cfg.prompts * cfg.num_generations
+    head = 2 * params["hidden"] * params["vocab"] * n * cfg.completion_len * ((2 if cfg.beta else 1) + 3)
+    tower = 2 * (params["vision"] - params["merger"]) * patches_per_prompt + 2 * params["merger"] * patches_per_prompt / 4
+    return decoder + head + tower * cfg.prompts
+
+
 TRAIN_PHASES = GROUPS["backward_optimizer"]
 
 
@@ -106,6 +122,7 @@ def summarize_side(side: Side, warmup: int) -> dict[str, Any]:
                          "patches_per_step": vision["patches"], "seconds_per_step": vision["seconds"]},
         "per_step": [{"step_time": s["step_time"], "tokens": s["tokens"], "vision_seconds": s["vision"].get("seconds"),
                       **{p: s["phases"].get(p, 0.0) for p in PHASES}} for s in side.steps],
+        "lm_tokens_per_step": {p: median([s["lm_tokens"].get(p, 0) for s in steps]) for p in LM_PHASES},
         "peak_rss_mb": max(s["peak_rss_mb"] for s in steps),
         "rss_growth_mb": max(s["rss_growth_mb"] for s in steps),
     }
@@ -151,29 +168,53 @@ def run_workload(cfg: BenchConfig, *, workdir: str | None = None, real_videos_di
         return result
 
 
-def _run_sides(cfg: BenchConfig, work: Workload) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
-    """Run the steps: interleaved with TRL's, or timegrpo's alone, then (``sequential``) TRL's once timegrpo's
-    trainer is freed. Returns timegrpo's summary (with its parameter counts), TRL's summary, and why TRL's is
-    missing."""
-    ours = TimegrpoSide(work)
+def _run_sides(cfg: BenchConfig, work: Workload
+               ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None]:
+    """Run the steps: timegrpo's (and, with ``compare_prefix_off``, timegrpo's with the prompt prefix not shared)
+    interleaved with TRL's, or each trainer alone, then (``sequential``) one after another, each freed before the
+    next is built. Returns timegrpo's summaries (the workload's setting first, each with its parameter counts),
+    TRL's summary, and why TRL's is missing."""
+    shares = [cfg.share_prompt_prefix] + ([False] if cfg.compare_prefix_off else [])
+    if cfg.sequential:
+        summaries = [_timegrpo_alone(work, share) for share in shares]
+        theirs, error = _run_trl(cfg, work, between=None) if cfg.vs_trl else (None, None)
+        return summaries, theirs, error
+    sides = [TimegrpoSide(work, share) for share in shares]
     theirs, error = None, None
     try:
-        if cfg.vs_trl and not cfg.sequential:
-            theirs, error = _run_trl(cfg, work, between=ours.step)
-        while len(ours.steps) < cfg.total_steps:  # also finishes the steps a failed TRL run left undone
-            ours.step()
-        summary = summarize_side(ours, cfg.warmup)
-        timed = ours.steps[cfg.warmup:]
-        summary.update(parameters=model_params(ours.trainer.model),
-                       vision_tower_calls_per_step=median([s["vision_tower_calls"] for s in timed]),
-                       prompts_per_step=median([s["prompts"] for s in timed]))
+        if cfg.vs_trl:
+            theirs, error = _run_trl(cfg, work, between=lambda: [side.step() for side in sides])
+        while any(len(side.steps) < cfg.total_steps for side in sides):  # alone, or what a failed TRL run left
+            for side in sides:
+                if len(side.steps) < cfg.total_steps:
+                    side.step()
+        return [_finish(side) for side in sides], theirs, error
     finally:
-        ours.close()
-    if cfg.vs_trl and cfg.sequential:
-        del ours
+        for side in reversed(sides):  # the last patches first, so each restores what it found
+            side.close()
+
+
+def _finish(side: TimegrpoSide) -> dict[str, Any]:
+    """Run the steps ``side`` has left, if any, and summarise them."""
+    cfg = side.cfg
+    while len(side.steps) < cfg.total_steps:
+        side.step()
+    summary = summarize_side(side, cfg.warmup)
+    timed = side.steps[cfg.warmup:]
+    summary.update(name=side.name, share_prompt_prefix=side.share, parameters=model_params(side.trainer.model),
+                   vision_tower_calls_per_step=median([s["vision_tower_calls"] for s in timed]),
+                   prompts_per_step=median([s["prompts"] for s in timed]))
+    return summary
+
+
+def _timegrpo_alone(work: Workload, share: bool) -> dict[str, Any]:
+    side = TimegrpoSide(work, share)
+    try:
+        return _finish(side)
+    finally:
+        side.close()
+        del side
         _free_memory()
-        theirs, error = _run_trl(cfg, work, between=None)
-    return summary, theirs, error
 
 
 def _free_memory() -> None:
@@ -208,29 +249,57 @@ def _run_trl(cfg: BenchConfig, work: Workload, between: Any) -> tuple[dict[str, 
         trl.close()
 
 
-def _result(cfg: BenchConfig, work: Workload, summary: dict[str, Any], trl: dict[str, Any] | None,
+def _result(cfg: BenchConfig, work: Workload, summaries: list[dict[str, Any]], trl: dict[str, Any] | None,
             trl_error: str | None, pipeline: dict[str, Any], peak: float | None) -> dict[str, Any]:
     import torch
 
-    params = summary.pop("parameters")
     machine = machine_info()
     peak = peak or peak_tflops((machine.get("gpu") or {}).get("name"))
-    patches = summary["vision_tower"]["patches_per_step"] / cfg.prompts
-    flops = model_flops(params, cfg, summary["prompt_tokens_per_row"] * cfg.prompts * cfg.num_generations, patches)
+    summary, *others = (_with_flops(s, cfg, peak) for s in summaries)
+    flops = summary["model_tflops_per_step"] * 1e12
     result: dict[str, Any] = {
         "workload": cfg.label or cfg.model_name(), "model": cfg.model_name(), "config": cfg.to_dict(),
-        "model_info": {**work.model_info, "parameters": params}, "machine": machine,
+        "model_info": {**work.model_info, "parameters": summary.pop("parameters")}, "machine": machine,
         "device": "cuda" if torch.cuda.is_available() else "cpu", "dtype": cfg.resolved_dtype(),
         **summary,
         "completions_per_step": cfg.prompts * cfg.num_generations,
-        "model_tflops_per_step": flops / 1e12,
-        "achieved_tflops": flops / 1e12 / summary["step_time"],
-        "mfu": flops / 1e12 / summary["step_time"] / peak if peak else None,
         "data_pipeline": pipeline,
     }
+    if others:
+        off = others[0]
+        off.pop("parameters")
+        result["prefix_off"] = off
+        result["prefix_sharing"] = _prefix_sharing(summary, off)
     if cfg.vs_trl:
         result["vs_trl"] = _vs_trl(summary, trl, trl_error, cfg, flops, peak)
     return result
+
+
+def _with_flops(summary: dict[str, Any], cfg: BenchConfig, peak: float | None) -> dict[str, Any]:
+    """``summary`` with its model FLOPs (the row-by-row work, :func:`model_flops`), the FLOPs it computed
+    (:func:`computed_flops`), the rates and, given the device's ``peak``, the utilisations of both."""
+    params = summary["parameters"]
+    patches = summary["vision_tower"]["patches_per_step"] / cfg.prompts
+    flops = model_flops(params, cfg, summary["prompt_tokens_per_row"] * cfg.prompts * cfg.num_generations, patches)
+    computed = computed_flops(params, cfg, summary["lm_tokens_per_step"], patches)
+    step = summary["step_time"]
+    return {**summary, "model_tflops_per_step": flops / 1e12, "achieved_tflops": flops / 1e12 / step,
+            "mfu": flops / 1e12 / step / peak if peak else None,
+            "computed_tflops_per_step": computed / 1e12, "computed_mfu": computed / 1e12 / step / peak if peak else None}
+
+
+def _prefix_sharing(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
+    """timegrpo with the prompt prefix shared against not shared: step-time ratio (medians and paired), and the
+    language-model tokens and peak memory of each."""
+    pairs = [a / b for a, b in zip(on["step_times"], off["step_times"], strict=False)]
+    tokens = {p: (on["lm_tokens_per_step"][p], off["lm_tokens_per_step"][p]) for p in LM_PHASES}
+    out = {"step_time_ratio": on["step_time"] / off["step_time"], "paired_step_time_ratio": median(pairs),
+           "lm_tokens_on_off": tokens,
+           "peak_rss_mb_on_off": (on["peak_rss_mb"], off["peak_rss_mb"]),
+           "rss_growth_mb_on_off": (on["rss_growth_mb"], off["rss_growth_mb"])}
+    if "peak_gpu_allocated_mb" in on:
+        out["peak_gpu_allocated_mb_on_off"] = (on["peak_gpu_allocated_mb"], off["peak_gpu_allocated_mb"])
+    return out
 
 
 def _vs_trl(ours: dict[str, Any], theirs: dict[str, Any] | None, error: str | None, cfg: BenchConfig,
@@ -248,6 +317,6 @@ def _vs_trl(ours: dict[str, Any], theirs: dict[str, Any] | None, error: str | No
         "timegrpo_step_time": ours["step_time"], "trl_step_time": theirs["step_time"],
         "visual_tokens_per_prompt": {"timegrpo": ours["visual_tokens_per_prompt"],
                                      "trl": theirs["visual_tokens_per_prompt"]},
-        "target_step_time_ratio": TARGET_STEP_RATIO, "target_met": ratio <= TARGET_STEP_RATIO,
+        "target_step_time_ratio": cfg.target_ratio, "target_met": ratio <= cfg.target_ratio,
         "trl": theirs,
     }

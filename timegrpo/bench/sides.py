@@ -15,16 +15,18 @@ Phases (exclusive seconds per optimiser step):
 timegrpo's :class:`timegrpo.trainer.grpo.GRPOTrainer` is timed by wrapping its methods on the instance and the
 module functions it calls (:mod:`timegrpo.trainer.grpo`'s ``prompt_inputs``, ``generate``, ``completion_logps``),
 all restored when the benchmark ends. The completion length is fixed by setting the trainer's
-``sampling.min_completion_length`` to ``max_completion_length`` (no trainer change needed).
+``sampling.min_completion_length`` to ``max_completion_length`` (no trainer change needed). Both sides count the
+tokens their language models compute in each phase (:class:`timegrpo.bench.timing.TokenProbe`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from timegrpo.bench.timing import MemoryMeter, Patcher, PhaseTimer, VisionProbe
+from timegrpo.bench.timing import MemoryMeter, Patcher, PhaseTimer, TokenProbe, VisionProbe
 from timegrpo.bench.workload import BenchConfig, Workload
 
 #: Phase names in report order; ``other`` is what the step took beyond them.
@@ -82,6 +84,7 @@ class Side:
         self.patcher = Patcher()
         self.memory = MemoryMeter(cuda=sync_fn() is not None)
         self.probe: VisionProbe | None = None
+        self.lm: TokenProbe | None = None
         self.plog: ProcessorLog | None = None
         self.steps: list[dict[str, Any]] = []
 
@@ -93,13 +96,22 @@ class Side:
         self.steps.append({
             "step_time": step_time, "phases": phases, "vision": self.probe.take() if self.probe else {},
             "completion_len": completion_len, "tokens": prompt_tokens + n * completion_len,
-            "processor_calls": calls, **memory,
+            "processor_calls": calls, "lm_tokens": self.lm.take() if self.lm else {}, **memory,
         })
+
+    def probe_models(self, models: Sequence[Any]) -> None:
+        """Count the vision-tower work and the language-model tokens of ``models`` (policy, reference...)."""
+        from timegrpo.models.loading import unwrap, vision_tower
+
+        present = [m for m in models if m is not None]
+        self.probe = VisionProbe([vision_tower(m) for m in present], sync_fn())
+        self.lm = TokenProbe([unwrap(m).model.language_model for m in present], self.timer)
 
     def close(self) -> None:
         self.patcher.restore()
-        if self.probe is not None:
-            self.probe.remove()
+        for probe in (self.probe, self.lm):
+            if probe is not None:
+                probe.remove()
 
 
 # ---------------------------------------------------------------------------------------------- timegrpo
@@ -110,20 +122,24 @@ def _logprob_phase(*args: Any, **kwargs: Any) -> str:
 
 
 class TimegrpoSide(Side):
-    """:class:`timegrpo.trainer.grpo.GRPOTrainer` on the workload, instrumented (see the module docstring)."""
+    """:class:`timegrpo.trainer.grpo.GRPOTrainer` on the workload, instrumented (see the module docstring), with
+    ``train.share_prompt_prefix`` as the workload says or as ``share_prompt_prefix`` overrides."""
 
     name = "timegrpo"
 
-    def __init__(self, work: Workload) -> None:
+    def __init__(self, work: Workload, share_prompt_prefix: bool | None = None) -> None:
         super().__init__(work.config)
         import timegrpo.trainer.grpo as trainer_module
         import timegrpo.trainer.prefetch as prefetch_module
-        from timegrpo.models.loading import load_policy, vision_tower
+        from timegrpo.models.loading import load_policy
         from timegrpo.trainer.grpo import GRPOTrainer
         from timegrpo.trainer.loop import make_accelerator
 
         cfg = work.config
-        tcfg = train_config(work)
+        self.share = cfg.share_prompt_prefix if share_prompt_prefix is None else share_prompt_prefix
+        if self.share != cfg.share_prompt_prefix:
+            self.name = f"timegrpo (prefix {'shared' if self.share else 'not shared'})"
+        tcfg = train_config(work, self.share)
         model, processor = load_policy(str(work.model_path), dtype=cfg.resolved_dtype(),
                                        gradient_checkpointing=cfg.gradient_checkpointing)
         accelerator = make_accelerator(gradient_accumulation_steps=1,
@@ -131,25 +147,40 @@ class TimegrpoSide(Side):
         self.trainer = trainer = GRPOTrainer(tcfg, model, processor, work.samples, work.video_source(),
                                              accelerator=accelerator)
         trainer.sampling = replace(trainer.sampling, min_completion_length=cfg.completion_len)
-        towers = [vision_tower(trainer.model)] + ([vision_tower(trainer.reference)] if trainer.reference else [])
-        self.probe = VisionProbe(towers, sync_fn())
+        self.probe_models([trainer.model, trainer.reference, trainer.teacher])
         self.plog = ProcessorLog(processor)
         p, t = self.patcher, self.timer
         p.setattr(trainer, "videos", t.wrap(trainer.videos, "data_loading"))
-        p.wrap(prefetch_module, "prompt_inputs", t, "data_processing")
+        self._stepping = False
+        self._wrap_global(prefetch_module, "prompt_inputs", "data_processing")
         p.wrap_call(processor, t, "data_processing", after=self.plog)
-        p.wrap(trainer_module, "generate", t, "generation")
+        self._wrap_global(trainer_module, "generate", "generation")
         p.wrap(trainer, "score", t, "reward")
-        p.wrap(trainer_module, "completion_logps", t, _logprob_phase)
+        self._wrap_global(trainer_module, "completion_logps", _logprob_phase)
         p.wrap(trainer.accelerator, "backward", t, "backward")
         p.wrap(trainer.accelerator, "clip_grad_norm_", t, "optimizer")
         p.wrap(trainer.optimizer, "step", t, "optimizer")
+
+    def _wrap_global(self, module: Any, name: str, phase: str | Callable[..., str]) -> None:
+        """Time ``module.name`` (shared by every trainer in the process) only while this side steps: another
+        timegrpo side's patch sits around or inside this one and passes the calls of its own steps through."""
+        fn = getattr(module, name)
+        timed = self.timer.wrap(fn, phase)
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            return (timed if self._stepping else fn)(*args, **kwargs)
+
+        self.patcher.setattr(module, name, gated)
 
     def step(self) -> dict[str, float]:
         """One timed optimiser step; returns the trainer's metrics."""
         self.memory.start()
         t0 = time.perf_counter()
-        metrics = self.trainer.train_step()
+        self._stepping = True
+        try:
+            metrics = self.trainer.train_step()
+        finally:
+            self._stepping = False
         dt = time.perf_counter() - t0
         memory = self.memory.stop()
         calls = self.plog.calls if self.plog else []
@@ -159,7 +190,7 @@ class TimegrpoSide(Side):
         return metrics
 
 
-def train_config(work: Workload) -> Any:
+def train_config(work: Workload, share_prompt_prefix: bool = True) -> Any:
     """The timegrpo config of the workload (TRL's side mirrors it field by field)."""
     from timegrpo.config import DataConfig, ModelConfig, RecipeConfig, RLConfig
 
@@ -178,5 +209,6 @@ def train_config(work: Workload) -> Any:
             shuffle_dataset=False, seed=cfg.seed, output_dir=str(work.root / "timegrpo-out"), save_steps=0,
             logging_steps=10**6, report_to="none", bf16=cfg.resolved_dtype() == "bfloat16",
             low_precision_updates=True,  # bf16 weights updated in place, as TRL does with the same model object
+            share_prompt_prefix=share_prompt_prefix,
         ),
     )

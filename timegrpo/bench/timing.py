@@ -5,7 +5,8 @@ Nothing here changes what a trainer computes. :class:`PhaseTimer` charges wall t
 from its parent's), so the phases of a step never add up to more than the step. :class:`Patcher` swaps an
 attribute (a bound method of one instance, a module global, the ``__call__`` of one object) for a timed wrapper
 and restores it on exit. :class:`VisionProbe` hooks vision towers and counts what they encode (an overlay:
-its time is also inside whichever phase ran the tower).
+its time is also inside whichever phase ran the tower); :class:`TokenProbe` counts the tokens the language model
+computes in each phase.
 
 >>> timer = PhaseTimer()
 >>> with timer.phase("outer"):
@@ -77,6 +78,11 @@ class PhaseTimer:
         out = dict(self.totals)
         self.totals.clear()
         return out
+
+    @property
+    def current(self) -> str | None:
+        """The innermost running phase (None outside every phase)."""
+        return self._stack[-1][0] if self._stack else None
 
 
 class Patcher:
@@ -161,6 +167,35 @@ class VisionProbe:
         out = {"calls": self.calls, "inputs": self.inputs, "patches": self.patches, "seconds": self.seconds}
         self.calls = self.inputs = self.patches = 0
         self.seconds = 0.0
+        return out
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+class TokenProbe:
+    """Tokens the language model computes, per phase: a forward pre-hook on each decoder (the text model under the
+    vision-language model) adds the ``rows x length`` of every call's input to the phase running then (``other``
+    outside every phase). A generation's prefill and each of its decoding steps are calls; a recomputation under
+    gradient checkpointing is not (it reruns layers, not the decoder's forward).
+    """
+
+    def __init__(self, decoders: Sequence[Any], timer: PhaseTimer) -> None:
+        self.timer = timer
+        self.tokens: dict[str, int] = defaultdict(int)
+        self._handles = [d.register_forward_pre_hook(self._pre, with_kwargs=True) for d in decoders]
+
+    def _pre(self, module: Any, args: tuple, kwargs: dict) -> None:
+        x = kwargs.get("inputs_embeds")
+        if x is None:
+            x = kwargs.get("input_ids", args[0] if args else None)
+        if x is not None:
+            self.tokens[self.timer.current or "other"] += int(x.shape[0]) * int(x.shape[1])
+
+    def take(self) -> dict[str, int]:
+        out = dict(self.tokens)
+        self.tokens.clear()
         return out
 
     def remove(self) -> None:

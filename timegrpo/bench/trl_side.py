@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 from timegrpo.bench.sides import ProcessorLog, Side, sync_fn
-from timegrpo.bench.timing import VisionProbe
 from timegrpo.bench.workload import Workload
 
 
@@ -118,7 +117,7 @@ class TRLSide(Side):
         from transformers import AutoProcessor
         from trl import GRPOTrainer
 
-        from timegrpo.models.loading import load_policy, vision_tower
+        from timegrpo.models.loading import load_policy
         from timegrpo.rewards import get_reward
 
         model, _ = load_policy(str(work.model_path), dtype=work.config.resolved_dtype())
@@ -126,10 +125,7 @@ class TRLSide(Side):
         self.trainer = trainer = GRPOTrainer(
             model=model, reward_funcs=[get_reward("tiou"), get_reward("format")], args=trl_args(work),
             train_dataset=trl_dataset(work, self.timer), processing_class=processor)
-        towers = [vision_tower(trainer.model)]
-        if trainer.ref_model is not None:
-            towers.append(vision_tower(trainer.ref_model))
-        self.probe = VisionProbe(towers, sync_fn())
+        self.probe_models([trainer.model, trainer.ref_model])
         self.plog = ProcessorLog(processor)
         p, t = self.patcher, self.timer
         p.wrap(trainer, "_tokenize_prompts", t, "data_processing")

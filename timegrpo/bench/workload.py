@@ -48,6 +48,13 @@ class BenchConfig:
                                                               "then TRL's (when both do not fit in memory at once)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in the backward "
                                                                           "pass, on both sides"})
+    share_prompt_prefix: bool = field(default=True, metadata={"help": "timegrpo's train.share_prompt_prefix: each "
+                                                                      "prompt computed once for its G completions"})
+    compare_prefix_off: bool = field(default=False, metadata={
+        "help": "also time timegrpo with share_prompt_prefix off, step for step with the other trainers (with "
+                "sequential: after them, each trainer freed before the next), and report both"})
+    target_ratio: float = field(default=0.7, metadata={"help": "the timegrpo/TRL step-time ratio this workload "
+                                                               "should stay at or under (reported as met or not)"})
     label: str = field(default="", metadata={"help": "name of the workload in reports"})
 
     def __post_init__(self) -> None:
@@ -62,6 +69,8 @@ class BenchConfig:
             raise ValueError(f"--num-generations must be >= 2 (GRPO's group baseline), got {self.num_generations}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be >= 0, got {self.warmup}")
+        if self.compare_prefix_off and not self.share_prompt_prefix:
+            raise ValueError("--compare-prefix-off compares against --share-prompt-prefix true: drop one of them")
         if self.model and self.arch:
             raise ValueError("pass one of --model and --arch")
         from timegrpo.bench.arch import ARCHS

@@ -61,6 +61,7 @@ COMMAND_MODULES: list[str] = [
     "timegrpo.cli.curriculum",
     "timegrpo.cli.train",
     "timegrpo.cli.push",
+    "timegrpo.cli.report",
     "timegrpo.cli.detr",
     "timegrpo.cli.demo",
     "timegrpo.cli.bench",

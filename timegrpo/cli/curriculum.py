@@ -1,9 +1,12 @@
-"""``timegrpo curriculum score | select``: the curriculum stages, each writing an auditable file.
+"""``timegrpo curriculum score | select | timerft | tvdf``: the curriculum stages, each writing an auditable file.
 
 ``score``: the options of :class:`timegrpo.curriculum.config.CurriculumScoreConfig`, the run
 :func:`timegrpo.curriculum.score.run_score` (n answers per query through the training rollout, resumable).
 ``select``: :class:`timegrpo.curriculum.config.SelectConfig`, :func:`timegrpo.curriculum.select.run_select`
 (a registered selector over a scored pool -> moment_detr jsonl with the scores in ``meta``).
+``timerft`` / ``tvdf``: a recipe (:class:`timegrpo.config.RecipeConfig`, its ``curriculum`` section; the strategy
+defaults to the command's name), the run :func:`timegrpo.curriculum.rounds.run_rounds` (score -> select -> train,
+per round, resumable).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import json
 from typing import Any
 
+from timegrpo.config import RecipeConfig
 from timegrpo.config.core import add_command, from_args
 from timegrpo.curriculum.config import CurriculumScoreConfig, SelectConfig
 
@@ -26,12 +30,26 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _select(args: argparse.Namespace) -> int:
-    from timegrpo.curriculum.select import run_select
+    from timegrpo.curriculum.tvdf import run_selector
 
     cfg = from_args(SelectConfig, args)
     if cfg is not None:
-        print(json.dumps(run_select(cfg)))
+        print(json.dumps(run_selector(cfg)))
     return 0
+
+
+def _rounds(strategy: str) -> Any:
+    """The handler of a rounds command whose ``curriculum.strategy`` defaults to ``strategy`` (a recipe or
+    ``--curriculum.strategy`` may name another)."""
+    def run(args: argparse.Namespace) -> int:
+        from timegrpo.curriculum.rounds import run_rounds
+
+        cfg = from_args(RecipeConfig, args, prefer_section="train", defaults={"curriculum.strategy": strategy})
+        if cfg is not None:
+            print(json.dumps(run_rounds(cfg)))
+        return 0
+
+    return run
 
 
 def _guard(handler: Any) -> Any:
@@ -62,5 +80,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_command(sub, "select", SelectConfig, _guard(_select),
                 help="a registered selector over a scored pool -> moment_detr annotation file",
                 description="Select k samples of a scored pool with a selector of timegrpo.curriculum.select "
-                "(timerft, timerft_refilter, dea_stratified) and write them as moment_detr jsonl, the score fields "
-                "in meta, with a summary in <out>.summary.json.")
+                "(timerft, timerft_refilter, dea_stratified) or timegrpo.curriculum.tvdf (tvdf, tvdf_even, "
+                "tvdf_buckets, tvdf_gaussian: scores with teacher_ious) and write them as moment_detr jsonl, the "
+                "score fields in meta, with a summary in <out>.summary.json.")
+    add_command(sub, "timerft", RecipeConfig, _guard(_rounds("timerft")), config_required=True,
+                help="TimeRFT data rounds: score -> select -> train one epoch, repeated (resumable)",
+                description="Run the recipe's data rounds (its curriculum section; timegrpo.curriculum.rounds): "
+                "score the pool with the base model, select k (timerft), train one epoch; each later round "
+                "re-scores the training set with the current model, refilters (timerft_refilter) and trains on from "
+                "the last checkpoint. Files per round in <out>/round_N/; a rerun resumes. Multi-GPU training: "
+                "--curriculum.launch 'accelerate launch --config_file launch/zero3_offload.yaml'.")
+    add_command(sub, "tvdf", RecipeConfig, _guard(_rounds("tvdf")), config_required=True,
+                help="Video-OPD TVDF rounds: score the pool (student and teacher) -> tvdf select -> train, repeated",
+                description="The data rounds of timegrpo.curriculum.rounds with a teacher-guided strategy (tvdf by "
+                "default; tvdf_even, tvdf_buckets, tvdf_gaussian with --curriculum.strategy): every round the "
+                "current student scores the whole pool, the recipe's teacher once (teacher_ious), the reliable "
+                "samples where the teacher beats the student most are selected, and the recipe trains on them from "
+                "the last checkpoint. Files per round in <out>/round_N/; a rerun resumes.")

@@ -1,4 +1,4 @@
-"""``timegrpo detr train | rl | predict | demo | synth-features``: GIRL-DETR (see :mod:`timegrpo.detr`).
+"""``timegrpo detr features | train | rl | predict | demo | synth-features``: GIRL-DETR (see :mod:`timegrpo.detr`).
 
 The options of every action are the fields of :class:`timegrpo.detr.config.DetrConfig`, read by
 :mod:`timegrpo.config.core` as for every other command: ``--config RECIPE`` (``recipes/detr/*.yaml``), then
@@ -7,7 +7,9 @@ The options of every action are the fields of :class:`timegrpo.detr.config.DetrC
 ``data`` and ``synth`` means ``data``'s (``--clip_len 1``). ``--print-config`` prints the resolved recipe.
 ``synth-features`` takes the ``synth`` section only (its bare keys, ``--noise 0.1``, are ``synth``'s), and its
 ``--config`` may be a whole recipe: the ``synth`` section is read from it. Configuration and data errors are one
-line on stderr and exit code 2. The parsers import no torch; the handlers do.
+line on stderr and exit code 2. The parsers import no torch; the handlers do. ``features`` takes its own options
+(:class:`timegrpo.detr.config.FeatureExtractConfig`: ``--videos DIR --annotations FILE --out DIR --clip-len 2``)
+and writes the clip and query features that ``train`` reads.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from timegrpo.cli import guard
 from timegrpo.config import core
-from timegrpo.detr.config import PREFER_SECTION, DetrConfig, FeatureSynthConfig
+from timegrpo.detr.config import PREFER_SECTION, DetrConfig, FeatureExtractConfig, FeatureSynthConfig
 
 #: The synthetic recipe next to the package (a source checkout); `demo` uses it unless --config is given.
 DEFAULT_DEMO_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "detr" / "synthetic.yaml"
@@ -90,6 +92,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features(args: argparse.Namespace) -> int:
+    from timegrpo.detr.extract import extract_features
+
+    cfg = core.from_args(FeatureExtractConfig, args)
+    if cfg is not None:
+        print(json.dumps(extract_features(cfg)))
+    return 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     from timegrpo.detr.synth import synthesize
 
@@ -131,6 +142,12 @@ RECIPE_ACTIONS = {
 def register(subparsers: Any) -> None:
     detr = subparsers.add_parser("detr", help="GIRL-DETR: moment retrieval on clip features + gradient-isolated RL")
     sub = detr.add_subparsers(dest="detr_command", metavar="ACTION")
+    core.add_command(sub, "features", FeatureExtractConfig, _guard(_features),
+                     help="CLIP clip and query features of videos + annotations, in the layout `train` reads",
+                     description="CLIP image features per clip ({out}/clip/{vid}.npz['features']) and CLIP token "
+                                 "features per query\n({out}/clip_text/qid{qid}.npz['last_hidden_state']), "
+                                 "L2-normalised; resumable. {out}/features.json\nlists the data.* settings of a "
+                                 "GIRL-DETR recipe that reads them.")
     for name, (handler, help_text) in RECIPE_ACTIONS.items():
         core.add_command(sub, name, DetrConfig, _guard(handler), help=help_text, config_required=True)
     p = core.add_command(sub, "demo", DetrConfig, _guard(_demo),

@@ -2,7 +2,8 @@
 
 :mod:`timegrpo.config.core` is the one mechanism every command uses (``--config FILE``, ``--section.key value``,
 ``--print-config``); :mod:`timegrpo.config.recipe` is the training recipe,
-``RecipeConfig(method, model: ModelConfig, data: DataConfig, train: RLConfig, sft: SFTConfig)``.
+``RecipeConfig(method, model: ModelConfig, data: DataConfig, train: RLConfig, sft: SFTConfig, masking: MaskingConfig,
+curriculum: CurriculumConfig)`` (the last two in :mod:`timegrpo.config.curriculum`).
 """
 
 from timegrpo.config.core import (
@@ -17,6 +18,7 @@ from timegrpo.config.core import (
     to_dict,
     to_yaml,
 )
+from timegrpo.config.curriculum import CurriculumConfig, MaskingConfig
 from timegrpo.config.recipe import (
     DEFAULT_LORA_TARGETS,
     METHOD_OBJECTIVES,
@@ -34,7 +36,9 @@ __all__ = [
     "DEFAULT_LORA_TARGETS",
     "METHOD_OBJECTIVES",
     "ConfigError",
+    "CurriculumConfig",
     "DataConfig",
+    "MaskingConfig",
     "ModelConfig",
     "OptimConfig",
     "RLConfig",

@@ -80,6 +80,14 @@ def check_choice(where: str, value: Any, choices: Any) -> None:
     check(value in choices, where, f"{value!r} is not one of {', '.join(map(str, choices))}")
 
 
+def check_registered(where: str, value: str, module: str, registry: str) -> None:
+    """Check ``value`` against the registry ``registry`` of ``module`` (imported only here, when a config is
+    validated: the registries of later stages need torch, the config mechanism does not)."""
+    import importlib
+
+    check_choice(where, value, getattr(importlib.import_module(module), registry).names())
+
+
 # ------------------------------------------------------------------------------------------------ the shape
 def field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)

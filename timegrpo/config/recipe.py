@@ -5,8 +5,11 @@ naming the field (``train.beta: must be >= 0, got -1``). Names follow TRL's ``GR
 ``TrainingArguments`` where the meaning is the same; the departures are said in the help strings
 (notably ``per_device_train_batch_size`` counts **prompts**, not completions).
 
-One recipe serves both commands: ``timegrpo train`` reads ``model``, ``data`` and ``train`` (:class:`RLConfig`;
-``method`` picks the objective: ``grpo``, ``gspo``, ``cispo``, ``sapo`` or ``opd``); ``timegrpo sft`` reads ``model``, ``data`` and ``sft``.
+One recipe serves both commands: ``timegrpo train`` reads ``model``, ``data``, ``train`` (:class:`RLConfig`;
+``method`` picks the objective: ``grpo``, ``gspo``, ``cispo``, ``sapo`` or ``opd``) and ``masking``
+(:class:`timegrpo.config.curriculum.MaskingConfig`); ``timegrpo sft`` reads ``model``, ``data`` and ``sft``;
+``timegrpo curriculum timerft`` reads ``curriculum`` (:class:`timegrpo.config.curriculum.CurriculumConfig`) and
+runs ``timegrpo train`` once per round.
 Loading, overrides and serialisation are the shared mechanism of :mod:`timegrpo.config.core`.
 
 >>> cfg = RecipeConfig()
@@ -33,6 +36,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from timegrpo.config.core import check, check_choice, from_dict, load, opt, opt_factory, section
+from timegrpo.config.core import check_registered as _registered
+from timegrpo.config.curriculum import CurriculumConfig, MaskingConfig
 
 #: Scheduler names accepted by ``transformers.get_scheduler`` without extra keyword arguments.
 LR_SCHEDULERS = (
@@ -57,14 +62,6 @@ TRL_OBJECTIVE_LOSS_TYPES = {"cispo": ("cispo", "dapo"), "sapo": ("sapo", "grpo")
 
 #: Linear layers of the Qwen language model that LoRA adapts by default (models.loading uses the same list).
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def _registered(where: str, value: str, module: str, registry: str) -> None:
-    """Check ``value`` against a registry of :mod:`timegrpo.algos` (imported here: it needs torch)."""
-    import importlib
-
-    names = getattr(importlib.import_module(module), registry).names()
-    check_choice(where, value, names)
 
 
 @dataclass
@@ -341,6 +338,13 @@ class RLConfig(OptimConfig):
         None, "Most completions (rows) in one log-prob forward (old, reference, teacher and the train forward, "
         "whose gradients are unchanged); None = all P*G rows of a micro-batch at once."
     )
+    share_prompt_prefix: bool = opt(
+        True, "Compute each prompt (its video's tokens included) once for its num_generations completions: one "
+        "prefill per prompt in generation, and one packed row per prompt in the old/reference/teacher/train "
+        "log-prob forwards (gradients from every completion summed into the shared prompt). The same log-probs, "
+        "gradients and samples up to float rounding; false = every completion row repeats its prompt. The "
+        "forwards need an attention taking 4-D masks (sdpa, eager); with flash attention only generation shares."
+    )
     log_completions: bool = opt(
         False, "Write every sampled completion of a logging step (all its micro-batches, this process's prompts "
         "on the main process) with its qid and reward to output_dir/completions.jsonl."
@@ -420,7 +424,8 @@ class SFTConfig(OptimConfig):
 
 @dataclass
 class RecipeConfig:
-    """A whole recipe: ``method`` plus the ``model``, ``data``, ``train`` (RL) and ``sft`` sections."""
+    """A whole recipe: ``method`` plus the ``model``, ``data``, ``train`` (RL), ``sft``, ``masking`` and
+    ``curriculum`` sections."""
 
     method: str = opt(
         "grpo", "Training objective of `timegrpo train`: grpo (PPO-clip: GRPO / Dr.GRPO / DAPO), gspo (sequence-level "
@@ -430,6 +435,9 @@ class RecipeConfig:
     data: DataConfig = section(DataConfig, "Annotations, video sampling and prompt.")
     train: RLConfig = section(RLConfig, "The RL loop (timegrpo train).")
     sft: SFTConfig = section(SFTConfig, "The supervised warm start (timegrpo sft).")
+    masking: MaskingConfig = section(MaskingConfig, "VideoTG-R1's curriculum masking during timegrpo train (off by "
+                                     "default).")
+    curriculum: CurriculumConfig = section(CurriculumConfig, "Data rounds of `timegrpo curriculum timerft` (TimeRFT).")
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, tuple(METHOD_OBJECTIVES))

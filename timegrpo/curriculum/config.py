@@ -31,6 +31,11 @@ class CurriculumScoreConfig:
     out: str | None = opt(None, "Scores jsonl to write (required; a rerun resumes it; settings beside it in "
                           "<name>.config.json).")
     n: int = opt(8, "Answers per query (the G of one rollout group).")
+    teacher: str | None = opt(None, "A teacher model (Video-OPD's TVDF): it answers each query teacher_n times first, "
+                              "and every row gets its IoUs as teacher_ious beside ious.")
+    teacher_n: int = opt(4, "Answers per query from the teacher (Video-OPD: k_t = 4).")
+    teacher_scores: str | None = opt(None, "The teacher's own rows (resumable; several runs over the same file "
+                                     "can share it: the teacher does not change); default <out stem>.teacher.jsonl.")
     completions: bool = opt(False, "Also write the n completions of each sample.")
     format: str | None = opt(None, "Annotation format name (default: detected from the file).")
     videos: str | None = opt(None, "Folder of the videos (default: the paths written in the annotation file).")
@@ -52,23 +57,28 @@ class CurriculumScoreConfig:
         check(self.n >= 1, "n", f"must be >= 1, got {self.n}")
         check(self.sampling.do_sample or self.n == 1, "n", f"greedy decoding gives one answer; with n = {self.n} "
               "keep sampling.do_sample on")
+        check(self.teacher_n >= 1, "teacher_n", f"must be >= 1, got {self.teacher_n}")
+        check(self.sampling.do_sample or self.teacher is None or self.teacher_n == 1, "teacher_n",
+              f"greedy decoding gives one answer; with teacher_n = {self.teacher_n} keep sampling.do_sample on")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         check(self.limit is None or self.limit >= 1, "limit", f"must be >= 1 or none, got {self.limit}")
         check_choice("on_bad", self.on_bad, ON_BAD)
         check_choice("dtype", self.dtype, DTYPES)
 
-    def sampling_params(self) -> Any:
-        """The :class:`timegrpo.rollout.SamplingParams` of one group of ``n`` completions per prompt."""
+    def sampling_params(self, n: int | None = None) -> Any:
+        """The :class:`timegrpo.rollout.SamplingParams` of one group of ``n`` (default ``self.n``) completions per
+        prompt."""
         import dataclasses
 
-        return dataclasses.replace(self.sampling.params(), num_generations=self.n)
+        return dataclasses.replace(self.sampling.params(), num_generations=self.n if n is None else n)
 
 
 @dataclass
 class SelectConfig:
     """``timegrpo curriculum select``: a selector over a scored pool -> a moment_detr annotation file."""
 
-    method: str | None = opt(None, "Selector name (timegrpo.curriculum.select.SELECTORS; required to run).")
+    method: str | None = opt(None, "Selector name (timegrpo.curriculum.select.SELECTORS, or the teacher-guided "
+                             "timegrpo.curriculum.tvdf.TVDF_SELECTORS; required to run).")
     annotations: str | None = opt(None, "The pool: an annotation file in any supported format (required).")
     scores: str | None = opt(None, "Scores jsonl of the pool from `timegrpo curriculum score` (required).")
     k: int | None = opt(None, "Budget: how many samples to select (required).")
@@ -82,8 +92,9 @@ class SelectConfig:
 
     def __post_init__(self) -> None:
         from timegrpo.curriculum.select import SELECTORS
+        from timegrpo.curriculum.tvdf import TVDF_SELECTORS
 
         if self.method is not None:
-            check_choice("method", self.method, SELECTORS.names())
+            check_choice("method", self.method, SELECTORS.names() + TVDF_SELECTORS.names())
         check(self.k is None or self.k >= 1, "k", f"must be >= 1, got {self.k}")
         check_choice("on_bad", self.on_bad, ON_BAD)

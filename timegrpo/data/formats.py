@@ -20,10 +20,13 @@ described in ``../shared/data/README.md``):
 ``tvgbench``        list of ``{path, question, answer "s-e", start, end, duration, bins: {dataset}, ...}``
 ``nextgqa``         ``gsub_{split}.json`` windows joined with ``{split}.csv`` questions on (video_id, qid);
                     either file may be given, the other is found beside it; qid ``{video_id}_{qid}``
+``timelens_bench``  TimeLens-Bench json ``{vid: {duration, spans, queries}}`` (:mod:`timegrpo.data.timelens`)
+``timelens_100k``   TimeLens-100K jsonl ``{video_path, duration, source, events: [{query, span}]}`` (same module)
 ==================  =============================================================================================
 
 Video paths: with ``video_dir`` a sample's video is looked up there (the record's own path, its base name,
-or ``{vid}{ext}``) and a missing file is the ``missing_video`` anomaly; without it, a path written in the
+or ``{vid}{ext}``; an absolute path in the record that exists is also taken, as written files such as curriculum
+selections carry) and a missing file is the ``missing_video`` anomaly; without it, a path written in the
 record is kept (``moment_detr`` resolves a relative ``video`` against the jsonl's folder, the convention of
 the files we write; Time-R1 paths are relative to that project's root and are kept verbatim).
 """
@@ -115,6 +118,7 @@ def _resolve_video(vid: str, given: str | None, ctx: ReadContext, base: Path | N
             if not g.is_absolute():
                 cands.append(ctx.video_dir / g)
             cands.append(ctx.video_dir / g.name)
+            cands += [g] if g.is_absolute() else []
         else:
             cands += [ctx.video_dir / vid] if Path(vid).suffix.lower() in VIDEO_EXTS else []
             cands += [ctx.video_dir / f"{vid}{ext}" for ext in VIDEO_EXTS]
@@ -442,6 +446,8 @@ def _detect_json(path: Path) -> str | None:
             return "tacos_2dtan" if {"fps", "num_frames"} <= first.keys() else "activitynet"
         if "location" in first:
             return "nextgqa"
+        if {"spans", "queries"} <= first.keys():
+            return "timelens_bench"
     return None
 
 
@@ -455,6 +461,8 @@ def _detect_jsonl(path: Path) -> str | None:
             return "rextime"
         if {"qid", "query", "vid"} <= d.keys():
             return "moment_detr"
+        if {"video_path", "events"} <= d.keys():
+            return "timelens_100k"
         return None
     return None
 
@@ -578,3 +586,7 @@ def _is_file(path: str | None, memo: dict[str, bool]) -> bool:
     if path not in memo:
         memo[path] = Path(path).is_file()
     return memo[path]
+
+
+# The TimeLens readers live in their own module (this one is near its size limit); importing it registers them.
+from timegrpo.data import timelens as _timelens  # noqa: E402,F401

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from timegrpo.config import core
-from timegrpo.config.core import ConfigError, opt, section
+from timegrpo.config.core import ConfigError, check, check_choice, opt, section
 
 #: Where a bare key that several sections have goes (``--clip_len`` is ``data.clip_len``, not ``synth.clip_len``).
 PREFER_SECTION = "data"
@@ -304,6 +304,33 @@ class DetrConfig:
         if base is None:
             raise ConfigError(f"out_dir {self.out_dir!r} is relative and neither out_root nor data.root is set")
         return Path(base).expanduser() / p
+
+
+@dataclass
+class FeatureExtractConfig:
+    """``timegrpo detr features`` (:mod:`timegrpo.detr.extract`): CLIP features of videos and queries for GIRL-DETR,
+    in the lighthouse layout the ``data`` section reads."""
+
+    videos: str | None = opt(None, "Folder of the videos (required).")
+    annotations: str | None = opt(None, "Annotation file in any supported format (required).")
+    out: str | None = opt(None, "Output folder: clip/{vid}.npz, clip_text/qid{qid}.npz, features.json (required).")
+    format: str | None = opt(None, "Annotation format name (default: detected from the file).")
+    durations: str | None = opt(None, "Durations file for formats without them (Charades-STA csv).")
+    model: str = opt("openai/clip-vit-base-patch32", "CLIP checkpoint (folder or Hub id) loaded with CLIPModel.")
+    clip_len: float = opt(2.0, "Seconds per clip (2 for QVHighlights in Moment-DETR / lighthouse).")
+    frames_per_clip: int = opt(1, "Frames per clip; their CLIP features are averaged.")
+    batch_size: int = opt(32, "Frames per CLIP image forward (a chunk of clips is decoded at once), queries per "
+                          "text forward.")
+    device: str = opt("auto", "cpu | cuda | auto.")
+    on_bad: str = opt("error", "Annotation anomalies and unreadable videos: stop (error), or leave out and count "
+                      "(skip; clip also clamps windows).")
+    overwrite: bool = opt(False, "Recompute every file, even those already written.")
+
+    def __post_init__(self) -> None:
+        check(self.clip_len > 0, "clip_len", f"must be > 0, got {self.clip_len}")
+        check(self.frames_per_clip >= 1, "frames_per_clip", f"must be >= 1, got {self.frames_per_clip}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check_choice("on_bad", self.on_bad, ("error", "skip", "clip"))
 
 
 def load_detr_config(path: str | Path | None, overrides: Sequence[str] = ()) -> DetrConfig:

@@ -190,7 +190,8 @@ class ScoreConfig:
     missing: str = opt("zero", "Annotations without a prediction: score as unparsable (zero) or leave out (skip).")
     strict: bool = opt(False, "Parse completions exactly as Time-R1's training code does (no <glue> fallback).")
     protocol: str = opt("spec", "Evaluation protocol (timegrpo.evaluate.protocols): spec (SPEC section 0, R1 counts "
-                        "IoU >= m) or time_r1 (Time-R1's eval scripts: last 'x to y' anywhere, R1 counts IoU > m).")
+                        "IoU >= m), time_r1 (Time-R1's eval scripts: last 'x to y' anywhere, R1 counts IoU > m) or "
+                        "timelens (TimeLens-Bench's: first time pair, whole seconds, start >= end scores 0).")
     from_completion: bool = opt(False, "Parse 'completion' even when 'pred_relevant_windows' is present.")
 
     def __post_init__(self) -> None:

@@ -1,5 +1,6 @@
 """Trainers from a recipe: the model, the samples and the frame source a :class:`timegrpo.config.RecipeConfig`
-names, and the Accelerator its section asks for (mixed precision, wandb, output folder)."""
+names (with the ``masking`` section's frame transform for ``timegrpo train``), and the Accelerator its section asks
+for (mixed precision, wandb, output folder)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from timegrpo.config import ConfigError
-from timegrpo.data.source import VideoSource, video_source
+from timegrpo.data.source import FrameTransform, VideoSource, video_source
 from timegrpo.trainer.grpo import GRPOTrainer
 from timegrpo.trainer.loop import TrainLoop, make_accelerator
 from timegrpo.trainer.periodic_eval import PeriodicEval, periodic_eval
@@ -49,6 +50,35 @@ def build_videos(cfg: Any, processor: Any) -> VideoSource:
     patch = getattr(processor.image_processor, "patch_size", 14)
     sampling = VideoSampling(**cfg.data.video_sampling_kwargs(), image_patch_size=patch)
     return video_source(sampling, cache_dir=cfg.data.frame_cache_dir)
+
+
+def build_frame_transform(cfg: Any, samples: Any) -> FrameTransform | None:
+    """The recipe's curriculum masking (section ``masking``) as a frame transform, or None when it is off.
+
+    Masking picks samples by ``meta["difficulty_bucket"]``; when no training sample carries one the run stops
+    (masking would silently do nothing); samples without one are counted, logged, and shown unchanged.
+    """
+    from collections import Counter
+
+    from timegrpo.data.masking import CurriculumMasking
+
+    m = cfg.masking
+    if not m.on:
+        return None
+    buckets = Counter(s.meta.get("difficulty_bucket") for s in samples)
+    if not set(buckets) - {None}:
+        raise ConfigError(
+            f"masking.max_fraction: masking is on ({m.max_fraction}) but no sample of data.train_file "
+            f"{cfg.data.train_file} has a difficulty bucket (meta 'difficulty_bucket'); run `timegrpo curriculum "
+            "score` and `timegrpo curriculum select --method dea_stratified` first and train on the selected file, "
+            "or set masking.max_fraction: 0")
+    masked = sum(n for b, n in buckets.items() if b in m.buckets)
+    logger.info("curriculum masking: %d of %d training samples in buckets %s (all buckets: %s)", masked,
+                len(samples), ", ".join(m.buckets), dict(buckets))
+    if buckets.get(None):
+        logger.warning("curriculum masking: %d training samples have no difficulty bucket; they are never masked",
+                       buckets[None])
+    return CurriculumMasking(m.max_fraction, m.until, m.order, seed=cfg.train.seed, buckets=m.buckets)
 
 
 def load_model(cfg: Any) -> tuple[Any, Any]:
@@ -99,15 +129,17 @@ def load_frozen_model(cfg: Any, name_or_path: str) -> Any:
 
 def build_trainer(cfg: Any) -> GRPOTrainer:
     """A :class:`timegrpo.trainer.grpo.GRPOTrainer` for a recipe's ``train`` section (with its teacher for
-    Video-OPD). The reference (``beta != 0`` without LoRA) is a copy of the policy, or a fresh load of its
+    Video-OPD, and the ``masking`` section's frame transform). The reference (``beta != 0`` without LoRA) is a copy of the policy, or a fresh load of its
     checkpoint when ZeRO-3 shards the policy."""
     t = cfg.train
     accelerator = section_accelerator(t)
+    samples = load_samples(cfg)
+    transform = build_frame_transform(cfg, samples)  # checked before the model loads
     model, processor = load_model(cfg)
     teacher = load_frozen_model(cfg, t.teacher_model_name_or_path) if t.teacher_model_name_or_path else None
-    samples = load_samples(cfg)
     trainer = GRPOTrainer(cfg, model, processor, samples, build_videos(cfg, processor), accelerator=accelerator,
-                          teacher=teacher, load_reference=lambda: load_frozen_model(cfg, cfg.model.model_name_or_path))
+                          teacher=teacher, load_reference=lambda: load_frozen_model(cfg, cfg.model.model_name_or_path),
+                          frame_transform=transform)
     trainer.evaluator = build_evaluator(cfg, t)
     _init_trackers(trainer, cfg)
     return trainer

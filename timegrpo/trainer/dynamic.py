@@ -152,7 +152,7 @@ class DynamicSampler:
             indices = [tr.bad_videos.usable(self._sample_index(p)) for p in positions]  # data.on_bad
             samples = [tr.samples[i] for i in indices]
             seed = self.seed_fn(tr.args.seed, step, indices[0] + draw * o.n)
-            batch, rewards, log = tr.draw(tr.prompt_inputs(samples), samples, seed)
+            batch, rewards, log = tr.draw(tr.prompt_inputs(samples, step), samples, seed)
             groups += groups_of(batch, rewards, positions, indices, log.extra)
             logs.append(log)
         return groups, logs
@@ -194,17 +194,18 @@ class DynamicSampler:
                    "dynamic_sampling/zero_std_groups": float(len(signal) - sum(signal)),
                    "dynamic_sampling/shortfall": float(shortfall)}
         trained = [drawn[i] for i in chosen]
-        return self._micro_batches(trained), logs, rounds * tr.order.accumulation * tr.order.per_device, metrics
+        return self._micro_batches(trained, step), logs, rounds * tr.order.accumulation * tr.order.per_device, metrics
 
-    def _micro_batches(self, trained: list[Group]) -> list[Any]:
-        """This process's scored micro-batches of the chosen groups, assembled again from token ids."""
+    def _micro_batches(self, trained: list[Group], step: int) -> list[Any]:
+        """This process's scored micro-batches of the chosen groups of ``step``, assembled again from token ids
+        (the frames loaded again for ``step``: a step-aware frame transform gives the same frames as in the draw)."""
         tr, o = self.trainer, self.trainer.order
         out = []
         for k in range(o.accumulation):
             first = k * o.per_micro_batch + o.rank * o.per_device
             groups = trained[first:first + o.per_device]
             samples = [tr.samples[grp.sample] for grp in groups]
-            inputs = tr.prompt_inputs(samples)
+            inputs = tr.prompt_inputs(samples, step)
             features = encode_videos(tr.model, inputs["pixel_values_videos"], inputs["video_grid_thw"])
             batch = assemble(inputs, groups, features, tr.processor.tokenizer.pad_token_id)
             rewards = torch.tensor([r for grp in groups for r in grp.rewards])

@@ -22,7 +22,9 @@ prompts on each of ``W`` processes):
    trains), the policy loss, ``accelerator.backward``; then clip, step, schedule.
 
 The micro-batches' inputs (frames, processor tensors) are prepared ahead by ``data.num_workers`` threads
-(:mod:`timegrpo.trainer.prefetch`); ``train.logprob_batch_size`` chunks the rows of every log-prob forward. The
+(:mod:`timegrpo.trainer.prefetch`); ``train.logprob_batch_size`` chunks the rows of every log-prob forward;
+``train.share_prompt_prefix`` computes each prompt once for its G completions in generation and in every log-prob
+forward (:mod:`timegrpo.models.prefix`; same results, less work). The
 step's metrics are combined over micro-batches, iterations and processes as :mod:`timegrpo.trainer.metrics`
 says (means over all completions, token means, min/max, sums).
 
@@ -46,7 +48,7 @@ from timegrpo.algos.advantages import ADVANTAGES, zero_variance_share
 from timegrpo.algos.aggregate import dapo_tokens_per_micro_batch
 from timegrpo.algos.losses import LossSettings, PolicyLossInputs, compute_policy_loss
 from timegrpo.data.schema import Sample
-from timegrpo.data.source import VideoSource
+from timegrpo.data.source import FrameTransform, VideoSource
 from timegrpo.models.loading import make_reference, reference_context
 from timegrpo.models.vision import VisionCallCounter, encode_videos
 from timegrpo.prompts import prompt_inputs
@@ -124,10 +126,12 @@ class GRPOTrainer(TrainLoop):
     def __init__(self, cfg: Any, model: nn.Module, processor: Any, train_samples: Sequence[Sample],
                  videos: VideoSource, *, accelerator: Any = None,
                  reward_funcs: Sequence[Any] | None = None, teacher: nn.Module | None = None,
-                 load_reference: Callable[[], nn.Module] | None = None) -> None:
+                 load_reference: Callable[[], nn.Module] | None = None,
+                 frame_transform: FrameTransform | None = None) -> None:
         t = cfg.train
         self.cfg = cfg
         self.videos = videos
+        self.frame_transform = frame_transform
         self.rewards = reward_set(t, reward_funcs)
         self.loss_settings = LossSettings.from_recipe(cfg)
         self.sampling = sampling_params(t)
@@ -183,14 +187,17 @@ class GRPOTrainer(TrainLoop):
 
     def rollout(self, samples: Sequence[Sample], seed: int, inputs: dict[str, Any] | None = None) -> ScoredRollout:
         """Sample and score one micro-batch, with old/reference/teacher log-probs (no gradients). ``inputs``:
-        the samples' :func:`prompt_inputs` when already made (prefetched), else they are made here."""
-        inputs = self.prompt_inputs(samples) if inputs is None else self._on_device(inputs)
+        the samples' :func:`prompt_inputs` when already made (prefetched), else they are made here with the
+        frames of the current step."""
+        inputs = self.prompt_inputs(samples, self.state["step"]) if inputs is None else self._on_device(inputs)
         batch, rewards, log = self.draw(inputs, samples, seed)
         return self.scored(batch, rewards, log, inputs, samples)
 
-    def prompt_inputs(self, samples: Sequence[Sample]) -> dict[str, Any]:
-        """The processor's inputs for ``samples`` (frames, chat prompt), on the device."""
-        return self._on_device(prompt_inputs(self.processor, samples, self.videos, self.cfg.data.prompt_template))
+    def prompt_inputs(self, samples: Sequence[Sample], step: int) -> dict[str, Any]:
+        """The processor's inputs for ``samples`` (frames of optimiser ``step``: :meth:`step_videos`, chat
+        prompt), on the device."""
+        return self._on_device(prompt_inputs(self.processor, samples, self.step_videos(step),
+                                             self.cfg.data.prompt_template))
 
     def _on_device(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.accelerator.device) if torch.is_tensor(v) else v for k, v in inputs.items()}
@@ -227,7 +234,8 @@ class GRPOTrainer(TrainLoop):
         with unwrap_model_for_generation(self.model, self.accelerator) as gen_model:
             was_training = gen_model.training
             gen_model.eval()
-            batch = generate(gen_model, self.processor, inputs, self.sampling)
+            batch = generate(gen_model, self.processor, inputs, self.sampling,
+                             share_prefix=self.args.share_prompt_prefix)
             gen_model.train(was_training)
         return batch
 
@@ -235,7 +243,8 @@ class GRPOTrainer(TrainLoop):
                       ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Old-policy (``num_iterations > 1``), reference (``beta != 0``) and teacher log-probs ``(N, Lc)``."""
         t = self.args
-        kw = {"temperature": t.temperature, "batch_size": t.logprob_batch_size}
+        kw = {"temperature": t.temperature, "batch_size": t.logprob_batch_size,
+              "share_prefix": t.share_prompt_prefix}
         old = completion_logps(self.model, batch, **kw) if t.num_iterations > 1 else None
         ref = teacher = None
         if t.beta != 0:
@@ -323,7 +332,8 @@ class GRPOTrainer(TrainLoop):
         """Loss and backward of one micro-batch (and, on the last of an accumulation, clip + optimiser step)."""
         with self.accelerator.accumulate(self.model), train_mode(self.model):
             logps = completion_logps(self.model, mb.rollout.batch, temperature=self.args.temperature, with_grad=True,
-                                     batch_size=self.args.logprob_batch_size)
+                                     batch_size=self.args.logprob_batch_size,
+                                     share_prefix=self.args.share_prompt_prefix)
             out = compute_policy_loss(mb.loss_inputs(logps), self.loss_settings, tokens_per_micro_batch=tokens)
             log = {"loss": float(out.loss.detach()), **{k: float(v) for k, v in out.metrics.items()}}
             log.update(self.optimizer_step(out.loss))

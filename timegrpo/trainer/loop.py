@@ -37,6 +37,7 @@ from torch import nn
 
 from timegrpo.config.core import ConfigError
 from timegrpo.data.order import epoch_permutation
+from timegrpo.data.source import FrameTransform, VideoSource, at_step
 from timegrpo.models.loading import merged_lora_state_dict, unwrap
 from timegrpo.trainer.launch import (
     check_master_weights,
@@ -138,6 +139,13 @@ class TrainLoop(ABC):
     #: Evaluation during training, called after every step (:class:`timegrpo.trainer.periodic_eval.PeriodicEval`,
     #: set by :mod:`timegrpo.trainer.build`): its ``eval/...`` metrics, or ``{}`` when none is due.
     evaluator: Callable[[TrainLoop], dict[str, float]] | None = None
+    #: The frames of the training samples (set by the subclass); evaluation reads them unchanged.
+    videos: VideoSource
+    #: A per-sample, step-aware change of the training frames (:data:`timegrpo.data.source.FrameTransform`; the
+    #: recipe's ``masking`` section sets :class:`timegrpo.data.masking.CurriculumMasking`), applied in every path
+    #: that loads training frames (:meth:`step_videos`). One with a ``pop_stats(step, reduce_sum)`` method
+    #: reports per-step metrics, logged with the step's (:meth:`frame_transform_metrics`).
+    frame_transform: FrameTransform | None = None
 
     def __init__(self, args: Any, model: nn.Module, processor: Any, samples: Sequence[Any], *,
                  accelerator: Any = None, updates_per_step: int = 1, shuffle: bool = True,
@@ -186,6 +194,22 @@ class TrainLoop(ABC):
         """Sample indices of this process's micro-batches at optimiser ``step`` (see :class:`DataOrder`)."""
         return self.order.step_positions(step)
 
+    def step_videos(self, step: int, videos: VideoSource | None = None) -> VideoSource:
+        """The frame source of optimiser ``step``'s training samples: ``videos`` (default :attr:`videos`) with
+        :attr:`frame_transform` bound to ``step`` of ``total_steps`` (:func:`timegrpo.data.source.at_step`), or
+        ``videos`` itself without a transform. The step is bound by the caller, so a micro-batch prepared ahead
+        by a prefetching thread gets the frames of the step it belongs to."""
+        videos = self.videos if videos is None else videos
+        if self.frame_transform is None:
+            return videos
+        return at_step(videos, self.frame_transform, step, self.total_steps)
+
+    def frame_transform_metrics(self, step: int) -> dict[str, float]:
+        """What :attr:`frame_transform` did at ``step`` (its ``pop_stats``, counts summed over processes), or
+        nothing."""
+        pop = getattr(self.frame_transform, "pop_stats", None)
+        return {} if pop is None else dict(pop(step, lambda counts: self.reduce(counts, "sum")))
+
     def optimizer_step(self, loss: torch.Tensor) -> dict[str, float]:
         """Backward of one micro-batch's ``loss``, inside ``accelerator.accumulate``; on the last micro-batch
         of an accumulation also clip (``max_grad_norm``), step and schedule. Returns ``grad_norm`` when known."""
@@ -227,6 +251,7 @@ class TrainLoop(ABC):
                     break
                 metrics = self.train_step()
                 metrics.update(self._skip_metrics(self.state["step"] - 1))
+                metrics.update(self.frame_transform_metrics(self.state["step"] - 1))
                 evaluated = self.evaluator(self) if self.evaluator is not None else {}
                 metrics.update(evaluated)
                 self.history.append(metrics)

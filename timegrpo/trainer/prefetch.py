@@ -4,11 +4,13 @@ A micro-batch's inputs are :func:`timegrpo.prompts.prompt_inputs` of its samples
 (through the frame cache when the recipe sets ``data.frame_cache_dir``) and processed (resized, normalised,
 patched), and the prompts tokenised. Which samples a micro-batch takes is known ahead (the loop's
 :class:`timegrpo.trainer.loop.DataOrder` depends on ``(seed, step)`` only), so :class:`InputPrefetch` starts the
-next ``data.num_workers`` micro-batches as soon as one is taken. Each worker thread has its own copy of the
-processor (a fast tokenizer is not safe to share between threads); the inputs are the same tensors as with
-``num_workers: 0``, where everything is done in the loop when needed, as before. A sample whose video cannot be
-read is replaced as ``data.on_bad`` says (:mod:`timegrpo.trainer.skips`), so the samples a micro-batch trains
-on are returned with its inputs.
+next ``data.num_workers`` micro-batches as soon as one is taken. The loaded frames go through the loop's
+:meth:`timegrpo.trainer.loop.TrainLoop.step_videos` for the step the micro-batch belongs to (not the step training
+when the thread runs), so a step-aware frame transform (curriculum masking) sees the right step. Each worker thread
+has its own copy of the processor (a fast tokenizer is not safe to share between threads); the inputs are the same
+tensors as with ``num_workers: 0``, where everything is done in the loop when needed, as before. A sample whose
+video cannot be read is replaced as ``data.on_bad`` says (:mod:`timegrpo.trainer.skips`), so the samples a
+micro-batch trains on are returned with its inputs.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class InputPrefetch:
                  source: str | None = None) -> None:
         self.loop = loop
         self.template = template
-        self.bad_videos = BadVideos(loop.samples, loop.videos, on_bad, loop.output_dir, source)
+        # the loop's frame source looked up at each call (a profiler or a test may wrap it after construction)
+        self.bad_videos = BadVideos(loop.samples, lambda s: loop.videos(s), on_bad, loop.output_dir, source)
         self.accumulation = loop.args.gradient_accumulation_steps
         # one processor copy per worker, made here: copying a fast tokenizer while another thread uses it fails
         self._copies: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -57,8 +60,8 @@ class InputPrefetch:
         used, frames = self.bad_videos.load(positions, step)
         samples = [self.loop.samples[i] for i in used]
         by_sample = {id(self.loop.samples[i]): frames[i] for i in used}
-        return used, prompt_inputs(processor or self.loop.processor, samples, lambda s: by_sample[id(s)],
-                                   self.template)
+        videos = self.loop.step_videos(step, lambda s: by_sample[id(s)])  # the step's frame transform, if any
+        return used, prompt_inputs(processor or self.loop.processor, samples, videos, self.template)
 
     def _worker(self) -> Callable[[Work], tuple[list[int], Inputs]]:
         """A worker thread's function: :meth:`inputs` with the thread's own copy of the processor."""

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from timegrpo.data.schema import Sample
-from timegrpo.data.source import VideoSource
+from timegrpo.data.source import FrameTransform, VideoSource
 from timegrpo.models.vision import VideoFeatures, encode_videos
 from timegrpo.prompts import prompt_inputs, sft_target
 from timegrpo.rollout import SequenceBatch, completion_logps, sequence_logps
@@ -57,9 +57,11 @@ class SFTTrainer(TrainLoop):
     postfix = ("loss",)
 
     def __init__(self, cfg: Any, model: nn.Module, processor: Any, train_samples: Sequence[Sample],
-                 videos: VideoSource, *, accelerator: Any = None, target: str | None = None) -> None:
+                 videos: VideoSource, *, accelerator: Any = None, target: str | None = None,
+                 frame_transform: FrameTransform | None = None) -> None:
         self.cfg = cfg
         self.videos = videos
+        self.frame_transform = frame_transform
         self.template = cfg.data.prompt_template
         self.target = target
         super().__init__(cfg.sft, model, processor, train_samples, accelerator=accelerator, epoch_aligned=True)
@@ -72,7 +74,7 @@ class SFTTrainer(TrainLoop):
         :func:`prompt_inputs` when already made (prefetched), else they are made here."""
         device = self.accelerator.device
         if inputs is None:
-            inputs = prompt_inputs(self.processor, samples, self.videos, self.template)
+            inputs = prompt_inputs(self.processor, samples, self.step_videos(self.state["step"]), self.template)
         inputs = {k: v.to(device) if torch.is_tensor(v) else v for k, v in inputs.items()}
         feats = encode_videos(self.model, inputs["pixel_values_videos"], inputs["video_grid_thw"])
         targets = [sft_target(s, self.template, self.target) for s in samples]
