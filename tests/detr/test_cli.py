@@ -129,10 +129,22 @@ def test_synth_train_predict_through_the_cli(tmp_path: Path, capsys: pytest.Capt
               "--model.hidden_dim", "32", "--model.dim_feedforward", "64"]
     assert main(["detr", "train", *common, "--train.epochs", "1"]) == 0
     assert (tmp_path / "run/supervised/best.ckpt").is_file()
-    assert main(["detr", "rl", *common, "--rl.epochs", "1"]) == 0
-    rl = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    capsys.readouterr()
+    # one epoch of supervised training is still improving: refused by default, with how to continue
+    assert main(["detr", "rl", *common, "--rl.epochs", "1", "--rl.on_unconverged", "error"]) == 2
+    err = capsys.readouterr().err
+    assert "still improving" in err and "--train.epochs 2" in err and err.count("\n") == 1
+    assert main(["detr", "rl", *common, "--rl.epochs", "1", "--rl.on_unconverged", "warn"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: supervised checkpoint" in out
+    rl = json.loads(out.strip().splitlines()[-1])
     assert rl["changed_parameters"] and all(n.split(".")[0] in {"span_head", "class_head", "iou_head"}
                                             for n in rl["changed_parameters"])
+    # `detr rl` reports RL beside its control on the test split, paired
+    assert rl["split"] == "test" and {"supervised", "rl", "control", "rl_minus_control"} <= set(rl)
+    assert rl["rl_minus_control"]["mIoU"] == pytest.approx(rl["rl"]["mIoU"] - rl["control"]["mIoU"], abs=1e-9)
+    assert (tmp_path / "run/rl_control/final.ckpt").is_file()
+    assert json.loads((tmp_path / "run/rl/comparison.json").read_text())["rl"] == rl["rl"]
     assert main(["detr", "predict", *common, "--predict.split", "val"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["predictions"].endswith("predictions_val.jsonl") and set(out["metrics"]) >= {"R1@0.5", "mIoU"}

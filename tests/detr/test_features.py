@@ -148,3 +148,28 @@ def test_collate_pads_and_masks(synth_root: Path, make_config) -> None:
     assert torch.all(b.video[~b.video_mask] == 0)
     n_windows = [len(it["sample"].windows) for it in items]
     assert b.spans.shape == (5, max(n_windows), 2) and b.span_mask.sum(1).tolist() == n_windows
+
+
+def test_label_jitter_moves_train_and_val_labels_only(tmp_path: Path) -> None:
+    from timegrpo.detr.config import FeatureSynthConfig
+    from timegrpo.detr.synth import synthesize
+
+    clean = synthesize(tmp_path / "clean", FeatureSynthConfig(n_videos=20, seed=4))
+    noisy = synthesize(tmp_path / "noisy", FeatureSynthConfig(n_videos=20, seed=4, label_jitter=2.0))
+    assert clean["label_iou"] == 1.0 and 0.4 < noisy["label_iou"] < 0.95
+
+    def rows(name: str, split: str) -> list[dict]:
+        return [json.loads(x) for x in (tmp_path / name / "annotations" / f"{split}.jsonl").read_text().splitlines()]
+
+    assert rows("noisy", "test") == rows("clean", "test")  # the test split keeps the true windows
+    for split in ("train", "val"):
+        moved = 0
+        for a, b in zip(rows("clean", split), rows("noisy", split)):
+            assert a["qid"] == b["qid"] and a["query"] == b["query"]
+            for (s0, e0), (s1, e1) in zip(a["relevant_windows"], b["relevant_windows"]):
+                assert abs(s1 - s0) <= 2.0 + 1e-9 and (abs(e1 - e0) <= 2.0 + 1e-9 or e1 - s1 == 0.5)
+                moved += (s0, e0) != (s1, e1)
+        assert moved > 0
+    for f in ("f0", "f1"):  # the features keep the true events
+        for p in (tmp_path / "clean/features" / f).iterdir():
+            assert np.array_equal(np.load(p)["features"], np.load(tmp_path / "noisy/features" / f / p.name)["features"])

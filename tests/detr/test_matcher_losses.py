@@ -63,13 +63,18 @@ def test_hungarian_ignores_padded_windows() -> None:
     assert m[1][0].tolist() == [0, 1] and m[1][1].tolist() == [0, 1]
 
 
-def test_label_loss_weights_no_object_by_eos_coef() -> None:
+def test_label_loss_weights_no_object_by_eos_coef_and_both_reductions() -> None:
     logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
     matched = torch.tensor([[True, False, False]])
-    lse = torch.logsumexp(logits[0], -1)
-    nll = torch.stack([lse[0] - 2.0, lse[1] - 1.0, lse[2] - 1.0])
-    expect = (nll[0] + 0.1 * nll[1] + 0.1 * nll[2]) / 1.2
-    assert label_loss(logits, matched, 0.1).item() == pytest.approx(expect.item(), rel=1e-6)
+    # nll: ln(1 + e^-2) = 0.126928 (fg), ln(1 + e^-1) = 0.313262 (no object), ln 2 = 0.693147 (no object)
+    weighted = 0.126928 + 0.1 * 0.313262 + 0.1 * 0.693147  # 0.227569
+    # Moment-DETR: reduction="none" then the mean over the 3 queries
+    assert label_loss(logits, matched, 0.1).item() == pytest.approx(weighted / 3, rel=1e-5)
+    assert label_loss(logits, matched, 0.1, "mean").item() == pytest.approx(0.0758564, rel=1e-5)
+    # PyTorch's weighted mean divides by the sum of the weights, 1.2
+    assert label_loss(logits, matched, 0.1, "weighted_mean").item() == pytest.approx(weighted / 1.2, rel=1e-5)
+    with pytest.raises(KeyError, match="known: mean, weighted_mean"):
+        label_loss(logits, matched, 0.1, "sum")
 
 
 def test_saliency_ranking_loss_by_hand_and_masked() -> None:
@@ -87,9 +92,10 @@ def test_set_criterion_sums_weighted_layers_and_backpropagates() -> None:
     ious = [torch.full((1, 2), 0.5, requires_grad=True) for _ in range(2)]
     out = DetrOutput(spans, logits, ious, None)
     gts, mask = torch.tensor([[[0.3, 0.4]]]), torch.tensor([[True]])
-    cfg = DetrLossConfig()
+    cfg = DetrLossConfig(label_reduction="weighted_mean")
     total, logs = set_criterion(out, gts, mask, torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool), cfg)
-    # matched query 0: L1 = mean(0, 0.2) = 0.1; GIoU([0.2,0.4],[0.1,0.5]) = 0.5 -> 0.5; CE = ln 2 (weighted mean);
+    # matched query 0: L1 = mean(0, 0.2) = 0.1; GIoU([0.2,0.4],[0.1,0.5]) = 0.5 -> 0.5; CE = ln 2 (weighted mean:
+    # (ln 2 + 0.1 ln 2) / 1.1; Moment-DETR's mean: (ln 2 + 0.1 ln 2) / 2 = 0.381231);
     # IoU head: |0.5 - 0.5| and |0.5 - 0| -> 0.25
     assert logs["span"] == pytest.approx(0.1) and logs["giou"] == pytest.approx(0.5)
     assert logs["label"] == pytest.approx(0.693147, rel=1e-5) and logs["iou"] == pytest.approx(0.25)
@@ -98,5 +104,9 @@ def test_set_criterion_sums_weighted_layers_and_backpropagates() -> None:
     total.backward()
     assert spans[0].grad is not None and spans[0].grad[0, 0].abs().sum() > 0 and spans[0].grad[0, 1].abs().sum() == 0
     no_aux, _ = set_criterion(out, gts, mask, torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool),
-                              DetrLossConfig(aux_loss=False))
+                              DetrLossConfig(aux_loss=False, label_reduction="weighted_mean"))
     assert no_aux.item() == pytest.approx(per_layer, rel=1e-5)
+    moment_detr, logs = set_criterion(out, gts, mask, torch.zeros(1, 3), torch.ones(1, 3, dtype=torch.bool),
+                                      DetrLossConfig(aux_loss=False))
+    assert logs["label"] == pytest.approx(0.381231, rel=1e-5)
+    assert moment_detr.item() == pytest.approx(10 * 0.1 + 0.5 + 4 * 0.381231 + 0.25, rel=1e-5)

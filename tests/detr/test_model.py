@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 
+from timegrpo.config.core import ConfigError
 from timegrpo.detr.config import DetrModelConfig
-from timegrpo.detr.model import GirlDetr, rank_windows, sine_embed
+from timegrpo.detr.model import ConcatCrossAttention, DecoderLayer, GirlDetr, rank_windows, sine_embed
 
 
 def _inputs(b: int, lv: int, dv: int, lt: int, dt: int, seed: int = 0):
@@ -101,3 +103,83 @@ def test_sine_embed_distinguishes_positions() -> None:
     e = sine_embed(torch.tensor([[0.1], [0.11], [0.9]]), 16)
     assert e.shape == (3, 16)
     assert (e[0] - e[1]).norm() < (e[0] - e[2]).norm()
+
+
+def _identity(layer: torch.nn.Linear) -> None:
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(layer.weight.shape[0]))
+        layer.bias.zero_()
+
+
+def test_concatenated_cross_attention_keeps_content_and_position_apart() -> None:
+    """d = 2, one head, identity projections: logit_j = (tgt . m_j + p . r_j) / sqrt(4), no cross terms."""
+    attn = ConcatCrossAttention(2, 1, dropout=0.0, first=False).eval()
+    for layer in (attn.q_content, attn.q_sine, attn.k_content, attn.k_pos, attn.v, attn.out):
+        _identity(layer)
+    tgt, pos_query = torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 1.0]]])
+    memory = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    mem_pos = torch.tensor([[[0.0, 0.0], [0.0, 2.0], [9.0, 9.0]]])
+    pad = torch.tensor([[False, False, True]])  # the third clip is padding
+    out = attn(tgt, torch.zeros(1, 1, 2), pos_query, memory, mem_pos, pad)
+    # logits: clip 0: (1 + 0) / 2 = 0.5, clip 1: (0 + 2) / 2 = 1.0 -> softmax 0.377541, 0.622459
+    torch.testing.assert_close(out, torch.tensor([[[0.377541, 0.622459]]]), atol=1e-6, rtol=0)
+    # the additive reading would score (tgt + p) . (m + r) / sqrt(2): clip 1 = 3 / 1.414 -> a different answer
+    add = torch.softmax(torch.tensor([1.0, 3.0]) / 2**0.5, 0)
+    assert abs(add[1].item() - 0.622459) > 0.1
+
+
+def test_positional_query_scale_and_width_modulation_by_hand() -> None:
+    cfg = DetrModelConfig(hidden_dim=8, nheads=2, dim_feedforward=16, dec_layers=2)
+    model = GirlDetr(cfg, video_dim=4, text_dim=4)
+    with torch.no_grad():  # query scale = 3 everywhere, w_ref = sigmoid(0) = 0.5
+        model.query_scale.layers[-1].weight.zero_()
+        model.query_scale.layers[-1].bias.fill_(3.0)
+        model.ref_width_head.layers[-1].weight.zero_()
+        model.ref_width_head.layers[-1].bias.zero_()
+    tgt, ref = torch.randn(1, 2, 8), torch.tensor([[[0.3, 0.25], [0.7, 0.5]]])
+    sine = sine_embed(ref[..., :1], 8)  # the center embedded as the clip positions are
+    factor = torch.tensor([0.5 / 0.25, 0.5 / 0.5]).view(1, 2, 1)
+    torch.testing.assert_close(model.positional_query(tgt, ref, first=True), sine * factor)  # no scale in layer 1
+    torch.testing.assert_close(model.positional_query(tgt, ref, first=False), sine * factor * 3)
+    plain = GirlDetr(DetrModelConfig(hidden_dim=8, nheads=2, dim_feedforward=16, width_modulation=False,
+                                     query_scale=False), video_dim=4, text_dim=4)
+    torch.testing.assert_close(plain.positional_query(tgt, ref, first=False), sine)
+    with pytest.raises(ConfigError, match="position_concat"):
+        DetrModelConfig(position_concat=False)
+    additive = GirlDetr(DetrModelConfig(hidden_dim=8, nheads=2, dim_feedforward=16, position_concat=False,
+                                        width_modulation=False, query_scale=False), video_dim=4, text_dim=4)
+    assert isinstance(additive.decoder[0].cross_attn, torch.nn.MultiheadAttention)
+    assert isinstance(model.decoder[0].cross_attn, ConcatCrossAttention) and model.decoder[0].cross_attn.q_pos is not None
+    assert model.decoder[1].cross_attn.q_pos is None  # DAB: the positional query joins the content in layer 1 only
+
+
+def test_text_guided_gating_injects_the_sentence_prior_into_the_queries_by_hand() -> None:
+    layer = DecoderLayer(DetrModelConfig(hidden_dim=4, nheads=2, dim_feedforward=8, dropout=0.0), gated=True,
+                         first=True).eval()
+    _identity(layer.gate_proj)
+    tgt, sentence = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]]), torch.tensor([[2.0, 0.0, 0.0, -2.0]])
+    out, gate = layer.text_gate(tgt, sentence)
+    # a = s; g = sigmoid(tgt * a) = [0.880797, 0.5, 0.5, 0.5]; tgt + g * a = [2.761594, 0, 0, -1]
+    x = torch.tensor([2.761594, 0.0, 0.0, -1.0])
+    expect = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-5)  # LayerNorm at init: [1.6569, -.3144, -.3144, -1.0282]
+    assert gate is None
+    torch.testing.assert_close(out[0, 0], expect, atol=1e-5, rtol=0)
+    assert out[0, 0].tolist() == pytest.approx([1.65692, -0.31436, -0.31436, -1.02820], abs=1e-4)
+
+
+@pytest.mark.parametrize("target", ["queries", "cross_attention"])
+def test_text_guided_gating_target(target: str) -> None:
+    """With the video cross-attention silenced, the sentence still reaches the queries only when TGG injects it."""
+    torch.manual_seed(4)
+    cfg = DetrModelConfig(hidden_dim=8, nheads=2, dim_feedforward=16, dropout=0.0, tgg_target=target)
+    layer = DecoderLayer(cfg, gated=True, first=True).eval()
+    with torch.no_grad():
+        layer.cross_attn.v.weight.zero_(), layer.cross_attn.v.bias.zero_()
+        layer.cross_attn.out.weight.zero_(), layer.cross_attn.out.bias.zero_()
+    tgt, qpos, pq = torch.randn(1, 3, 8), torch.randn(1, 3, 8), torch.randn(1, 3, 8)
+    mem, mpos, pad = torch.randn(1, 5, 8), torch.randn(1, 5, 8), torch.zeros(1, 5, dtype=torch.bool)
+    a = layer(tgt, qpos, pq, mem, mpos, pad, torch.randn(1, 8))
+    b = layer(tgt, qpos, pq, mem, mpos, pad, torch.randn(1, 8))
+    assert ((a - b).abs().max() > 1e-3) == (target == "queries")
+    _, gate = layer.text_gate(tgt, torch.randn(1, 8))
+    assert (gate is None) == (target == "queries")

@@ -11,7 +11,14 @@ import torch
 
 from timegrpo.detr.demo import predict_split
 from timegrpo.detr.features import load_split
-from timegrpo.detr.train import EMA, evaluate, load_checkpoint, model_from_checkpoint, train_supervised
+from timegrpo.detr.train import (
+    EMA,
+    batches,
+    evaluate,
+    load_checkpoint,
+    model_from_checkpoint,
+    train_supervised,
+)
 
 
 def test_ema_update_by_hand() -> None:
@@ -81,3 +88,47 @@ def test_predictions_follow_the_official_schema(synth_root: Path, tmp_path: Path
         n_clips = len(np.load(synth_root / "features/f0" / f"{r['vid']}.npz")["features"])
         assert len(r["pred_saliency_scores"]) == n_clips
     assert set(metrics) == {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU"}
+
+
+def test_patience_stops_on_the_plateau_and_a_resumed_run_stays_stopped(synth_root: Path, tmp_path: Path,
+                                                                       make_config) -> None:
+    # min_delta 1000: only the first validation makes a best, so patience 2 stops after epoch 2 (0-based)
+    cfg = make_config(synth_root, out_root=str(tmp_path), train={"epochs": 30, "patience": 2, "min_delta": 1000.0})
+    logs: list[str] = []
+    result = train_supervised(cfg, logs.append)
+    assert (result["epochs_run"], result["stop_reason"], result["validated"]) == (3, "plateau", True)
+    assert any("stopped after epoch 2 (patience 2)" in line for line in logs)
+    epochs = [json.loads(x)["epoch"] for x in (tmp_path / "run/supervised/log.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2]
+    summary = load_checkpoint(result["best"])["train_summary"]
+    assert summary == {k: result[k] for k in ("best_epoch", "epochs_run", "stop_reason", "validated")}
+    assert summary["best_epoch"] == load_checkpoint(result["best"])["epoch"] == 0
+    again = train_supervised(make_config(synth_root, out_root=str(tmp_path),
+                                         train={"epochs": 40, "patience": 2, "min_delta": 1000.0}), logs.append)
+    assert (again["epochs_run"], again["stop_reason"]) == (3, "plateau")
+    assert len((tmp_path / "run/supervised/log.jsonl").read_text().splitlines()) == 3  # no epoch was added
+
+
+def test_without_patience_the_budget_is_the_rule(synth_root: Path, tmp_path: Path, make_config) -> None:
+    result = train_supervised(make_config(synth_root, out_root=str(tmp_path), train={"epochs": 2}), lambda s: None)
+    assert (result["epochs_run"], result["stop_reason"]) == (2, "budget")
+
+
+def test_loader_workers_give_the_same_batches_and_the_cache_is_sized_to_the_split(synth_root: Path,
+                                                                                    make_config) -> None:
+    cfg = make_config(synth_root)
+    serial = load_split(cfg.data, cfg.resolve, "val", require_windows=True)
+    cfg = make_config(synth_root, data={"num_workers": 2})
+    parallel = load_split(cfg.data, cfg.resolve, "val", require_windows=True)
+    a = list(batches(serial, 4, shuffle=True, seed=3, epoch=1))
+    b = list(batches(parallel, 4, shuffle=True, seed=3, epoch=1))
+    assert [x.samples for x in a] == [x.samples for x in b]
+    for x, y in zip(a, b):
+        assert torch.equal(x.video, y.video) and torch.equal(x.text, y.text) and torch.equal(x.spans, y.spans)
+    vids = {s.vid for s in parallel.samples}
+    assert len(parallel.store._cache) == len(vids)  # preloaded in this process before the workers started
+    assert len(serial.store._cache) == len(vids)  # cache_videos None: every video of the split stays
+    small = make_config(synth_root, data={"cache_videos": 1})
+    one = load_split(small.data, small.resolve, "val", require_windows=True)
+    list(batches(one, 4, shuffle=False))
+    assert list(one.store._cache) == [one.samples[-1].vid]  # LRU of one video: the last one read

@@ -56,15 +56,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _rl(args: argparse.Namespace) -> int:
-    from timegrpo.detr.rl import run_rl
+    from timegrpo.detr.compare import compare_rl_control
 
     cfg = _load(args)
     if cfg is None:
         return 0
-    result = run_rl(cfg)
-    last = result.history[-1] if result.history else {}
-    print(json.dumps({"stage": "rl", "checkpoint": result.checkpoint, "trainable_parameters": result.trainable_parameters,
-                      "changed_parameters": result.changed_parameters, "val": last.get("val")}))
+    report = compare_rl_control(cfg, control=cfg.rl.control)
+    (cfg.run_dir() / "rl" / "comparison.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps({"stage": "rl", **report}))
     return 0
 
 
@@ -88,7 +87,8 @@ def _demo(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if cfg is not None:
         report = run_detr_demo(Path(args.out), cfg, control=not args.no_control)
-        print(json.dumps({k: report[k] for k in ("supervised", "rl", "seconds")}))
+        keys = ("supervised", "rl", "control", "rl_minus_control", "seeds", "seconds")
+        print(json.dumps({k: report[k] for k in keys if k in report}))
     return 0
 
 
@@ -134,7 +134,7 @@ def add_synth_features_parser(subparsers: Any, name: str = "synth-features") -> 
 #: The actions that read a recipe: name -> (handler, help).
 RECIPE_ACTIONS = {
     "train": (_train, "supervised training (Hungarian matching, EMA, checkpoints, resume)"),
-    "rl": (_rl, "gradient-isolated RL on the span/class/IoU heads"),
+    "rl": (_rl, "gradient-isolated RL on the span/class/IoU heads, beside its control (RL minus control, paired)"),
     "predict": (_predict, "write predictions (official Moment-DETR jsonl) and print R1/mIoU when GT exists"),
 }
 

@@ -9,8 +9,9 @@ Modules (import the one you need; this package imports nothing heavy):
 * :mod:`~timegrpo.detr.model`    the model and its ``predict`` API (ranked windows in seconds)
 * :mod:`~timegrpo.detr.matcher`, :mod:`~timegrpo.detr.losses`  Hungarian matching and the supervised losses
 * :mod:`~timegrpo.detr.train`    supervised training with EMA, checkpoints, resume; prediction files
-* :mod:`~timegrpo.detr.rl`       the three-stage RL losses (pure functions) and the isolated RL stage
-* :mod:`~timegrpo.detr.demo`     synthesise -> supervised -> RL (-> continued-supervised control) -> report.json
+* :mod:`~timegrpo.detr.rl`       the three-stage RL losses (pure functions), the convergence check, the isolated RL stage
+* :mod:`~timegrpo.detr.compare`  RL beside its continued-supervised control: paired RL - control and its standard error
+* :mod:`~timegrpo.detr.demo`     per seed: synthesise -> supervised (to its plateau) -> RL and control -> report.json
 
 The command line, ``timegrpo detr train | rl | predict | demo | synth-features``, is :mod:`timegrpo.cli.detr`.
 """

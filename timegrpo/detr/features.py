@@ -158,7 +158,8 @@ class FeatureReport:
 
 
 class FeatureStore:
-    """Reads (and caches up to ``cfg.cache_videos``) features for videos and queries of one dataset."""
+    """Reads features for the videos and queries of one split, keeping prepared video features in an LRU cache of
+    ``cfg.cache_videos`` videos (None: all of them, the cache is sized to the split; 0: none)."""
 
     def __init__(self, cfg: DetrDataConfig, resolve: Callable[[str | None], Path | None]) -> None:
         if not cfg.video_feat_dirs:
@@ -194,11 +195,18 @@ class FeatureStore:
             with np.load(p) as z:
                 parts.append(z[self.cfg.video_key])
         feats = prepare_video(parts, self.cfg.max_v_len, self.cfg.temporal_encoding)
-        if self.cfg.cache_videos > 0:
+        limit = self.cfg.cache_videos
+        if limit != 0:
             self._cache[vid] = feats
-            while len(self._cache) > self.cfg.cache_videos:
+            while limit is not None and len(self._cache) > limit:
                 self._cache.popitem(last=False)
         return feats
+
+    def preload(self, vids: Sequence[str]) -> int:
+        """Read ``vids`` into the cache (in order, each once); return how many videos the cache holds."""
+        for vid in dict.fromkeys(vids):
+            self.video(vid)
+        return len(self._cache)
 
     def text(self, qid: str) -> np.ndarray:
         """``(Lq, D_t)`` float32 L2-normalised token features (at most ``max_q_len`` tokens)."""
@@ -268,9 +276,17 @@ class FeatureDataset(Dataset):
         self.samples = list(samples)
         self.store = store
         self.report = report
+        self._preloaded = False
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def preload(self) -> None:
+        """Fill the video cache in this process (once), so that DataLoader workers forked afterwards share it
+        instead of each reading (and caching) every video again; nothing when the cache is off."""
+        if self.store.cfg.cache_videos != 0 and not self._preloaded:
+            self.store.preload([s.vid for s in self.samples])
+            self._preloaded = True
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = self.samples[i]

@@ -2,10 +2,13 @@
 
 Each term is a small pure function over tensors; :func:`set_criterion` sums them with the recipe's weights
 (``L1 x10 + GIoU x1 + CE x4`` with no-object weight 0.1, SPEC section 4) over every decoder layer
-(auxiliary losses) and adds the saliency ranking loss once.
+(auxiliary losses) and adds the saliency ranking loss once. The class cross-entropy is averaged as Moment-DETR
+does (``loss.label_reduction: mean``); PyTorch's weighted mean is the other registered reading.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +16,7 @@ import torch.nn.functional as F
 from timegrpo.detr.config import DetrLossConfig
 from timegrpo.detr.matcher import best_gt_iou, cxw_to_xx, hungarian_match, paired_giou
 from timegrpo.detr.model import DetrOutput
+from timegrpo.registry import Registry
 
 
 def span_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -35,16 +39,47 @@ def giou_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - paired_giou(cxw_to_xx(pred), cxw_to_xx(target))).mean()
 
 
-def label_loss(logits: torch.Tensor, matched: torch.Tensor, eos_coef: float) -> torch.Tensor:
+#: How the per-query weighted class cross-entropy ``(B, Q)`` and its weights ``(B, Q)`` become one number.
+LABEL_REDUCTIONS: Registry[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = Registry("class-loss reduction")
+
+
+@LABEL_REDUCTIONS.register("mean")
+def mean_reduction(weighted_nll: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Moment-DETR's ``F.cross_entropy(..., weight, reduction="none").mean()``: the plain mean over all queries.
+
+    >>> mean_reduction(torch.tensor([[1.0, 0.1]]), torch.tensor([[1.0, 0.1]])).item()
+    0.550000011920929
+    """
+    return weighted_nll.mean()
+
+
+@LABEL_REDUCTIONS.register("weighted_mean")
+def weighted_mean_reduction(weighted_nll: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """PyTorch's default with class weights: ``sum(w * nll) / sum(w)``.
+
+    >>> weighted_mean_reduction(torch.tensor([[1.0, 0.1]]), torch.tensor([[1.0, 0.1]])).item()
+    1.0
+    """
+    return weighted_nll.sum() / weights.sum()
+
+
+def label_loss(logits: torch.Tensor, matched: torch.Tensor, eos_coef: float, reduction: str = "mean",
+               ) -> torch.Tensor:
     """Weighted cross-entropy of ``logits (B, Q, 2)``: class 0 for matched queries (``matched (B, Q)`` bool),
-    class 1 (no object, weight ``eos_coef``) for the rest; mean weighted by the class weights (PyTorch's rule).
+    class 1 (no object, weight ``eos_coef``) for the rest, reduced by ``LABEL_REDUCTIONS[reduction]``:
+    ``mean`` (Moment-DETR, the default) divides ``sum w * nll`` by ``B * Q``, ``weighted_mean`` (PyTorch's rule)
+    by ``sum w`` (with 1 of 10 queries matched and eos_coef 0.1: 1.9 / 10 vs 1.9 / 1, i.e. 5.3x stronger).
 
     >>> round(label_loss(torch.zeros(1, 2, 2), torch.tensor([[True, False]]), 0.1).item(), 4)
+    0.3812
+    >>> round(label_loss(torch.zeros(1, 2, 2), torch.tensor([[True, False]]), 0.1, "weighted_mean").item(), 4)
     0.6931
     """
     target = (~matched).long()
-    weight = torch.tensor([1.0, eos_coef], device=logits.device, dtype=logits.dtype)
-    return F.cross_entropy(logits.transpose(1, 2), target, weight=weight)
+    class_weight = torch.tensor([1.0, eos_coef], device=logits.device, dtype=logits.dtype)
+    nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")  # (B, Q)
+    weights = class_weight[target]
+    return LABEL_REDUCTIONS.get(reduction)(weights * nll, weights)
 
 
 def iou_head_loss(pred_iou: torch.Tensor, spans: torch.Tensor, gts: torch.Tensor, gt_mask: torch.Tensor,
@@ -93,7 +128,7 @@ def layer_losses(spans: torch.Tensor, logits: torch.Tensor, pred_iou: torch.Tens
     return {
         "span": span_l1_loss(pred, target),
         "giou": giou_loss(pred, target),
-        "label": label_loss(logits, matched, cfg.eos_coef),
+        "label": label_loss(logits, matched, cfg.eos_coef, cfg.label_reduction),
         "iou": iou_head_loss(pred_iou, spans, gts, gt_mask),
     }
 

@@ -5,16 +5,24 @@ Pipeline (``d = hidden_dim``; ``B`` queries, ``L`` clips, ``T`` tokens, ``Q`` mo
     video (B, L, Dv) --proj--> (B, L, d)   text (B, T, Dt) --proj--> (B, T, d)
     Cross-Modal Interaction: video<-text, text<-video, video<-updated text (residual + LayerNorm each), FFN
     encoder (3 layers) over [global token, video] with sine positions      -> memory (B, L, d), global (B, d)
-    DAB-style decoder (3 layers, Q learned anchors (center, width)): each layer's queries get a positional query
+    DAB-DETR decoder (3 layers, Q learned anchors (center, width)): each layer's queries get a positional query
     from the sine embedding of their current anchor; after each layer an MLP predicts a logit-space offset and
     the refined anchor (detached) feeds the next layer. Layer 1 has Text-Guided Gating.
     heads: span (the last layer's refinement MLP), class (fg/bg linear) and IoU (MLP), shared by all layers for
     the auxiliary outputs; saliency on memory x global token.
 
-Departures from the papers (ours): the conditional cross-attention adds the positional query to the content
-query (no DAB width modulation); Text-Guided Gating's "queries attend to the max-pooled sentence vector" is
-a single-key attention, which equals a linear map of that vector, so it is implemented as one
-(``gate = sigmoid(q * W s)``, the cross-attention output is multiplied by the gate); the intermediate layers'
+The decoder follows DAB-DETR (``model.position_concat``, ``width_modulation``, ``query_scale``, all on by
+default): content and position are concatenated per head in the cross-attention, the positional query (the
+sine embedding of the anchor center) is scaled element-wise by an MLP of the content from the second layer on
+and multiplied by ``w_ref / w``; with ``position_concat`` false the position is added to the content instead
+(the earlier reading, no modulation). Text-Guided Gating (``model.tgg_target``, default ``queries``) injects the
+gated sentence prior into the queries of the first layer, as the paper's abstract puts it; ``cross_attention``
+gates that layer's video cross-attention output instead (the earlier reading).
+
+Departures from the papers (ours): Text-Guided Gating's "queries attend to the max-pooled sentence vector" is a
+single-key attention, which equals a linear map of that vector, so it is implemented as one
+(``a = W s``, ``gate = sigmoid(q * a)``); the 1-d positional query embeds the anchor center with the full width
+``d`` (as the clip positions), where DAB-DETR's 2-d one splits ``d`` between x and y; the intermediate layers'
 refinement MLPs belong to the decoder and only the last layer's MLP is the span head (DAB-DETR's unshared
 option), so that RL on the heads (~0.27M parameters for d=256) changes the final spans without moving the
 anchors the decoder layers see.
@@ -134,27 +142,90 @@ class EncoderLayer(nn.Module):
         return self.norm2(x + self.drop(self.ffn(x)))
 
 
-class DecoderLayer(nn.Module):
-    """Self-attention among queries, conditional cross-attention to the memory (optionally text-gated), FFN."""
+def _heads(x: torch.Tensor, nheads: int) -> torch.Tensor:
+    """``(B, N, d)`` -> ``(B, h, N, d / h)``."""
+    b, n, d = x.shape
+    return x.view(b, n, nheads, d // nheads).transpose(1, 2)
 
-    def __init__(self, d: int, nheads: int, d_ff: int, dropout: float, gated: bool) -> None:
+
+class ConcatCrossAttention(nn.Module):
+    """DAB-DETR's conditional cross-attention over the memory, per head on concatenated halves::
+
+        q = [W_qc tgt (+ W_qp query_pos in the first layer) ; W_qs pos_query]      (B, h, Q, 2 d/h)
+        k = [W_kc memory (+ W_kp mem_pos in the first layer) ; W_kp mem_pos]        (B, h, L, 2 d/h)
+        out = W_o softmax(q k^T / sqrt(2 d / h)) W_v memory
+
+    so the content and the positional similarity are two separate terms of the logit. ``pos_query (B, Q, d)``
+    is the sine embedding of the anchor center (after query scale and width modulation, see
+    :meth:`GirlDetr.positional_query`); ``mem_pad (B, L)`` True on padding."""
+
+    def __init__(self, d: int, nheads: int, dropout: float, first: bool) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d, nheads, dropout=dropout, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(d, nheads, dropout=dropout, batch_first=True)
-        self.ffn = _ffn(d, d_ff, dropout)
-        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(3))
-        self.drop = nn.Dropout(dropout)
-        self.gate_proj = nn.Linear(d, d) if gated else None
+        self.nheads, self.dropout = nheads, dropout
+        self.q_content, self.q_sine, self.k_content, self.k_pos, self.v, self.out = (nn.Linear(d, d) for _ in range(6))
+        self.q_pos = nn.Linear(d, d) if first else None
 
-    def forward(self, tgt: torch.Tensor, query_pos: torch.Tensor, memory: torch.Tensor, mem_pos: torch.Tensor,
-                mem_pad: torch.Tensor, sentence: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, tgt: torch.Tensor, query_pos: torch.Tensor, pos_query: torch.Tensor, memory: torch.Tensor,
+                mem_pos: torch.Tensor, mem_pad: torch.Tensor) -> torch.Tensor:
+        q, k, k_pos = self.q_content(tgt), self.k_content(memory), self.k_pos(mem_pos)
+        if self.q_pos is not None:
+            q, k = q + self.q_pos(query_pos), k + k_pos
+        h = self.nheads
+        q = torch.cat([_heads(q, h), _heads(self.q_sine(pos_query), h)], dim=-1)
+        k = torch.cat([_heads(k, h), _heads(k_pos, h)], dim=-1)
+        keep = (~mem_pad)[:, None, None, :]  # (B, 1, 1, L): True where attention is allowed
+        out = F.scaled_dot_product_attention(q, k, _heads(self.v(memory), h), attn_mask=keep,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.out(out.transpose(1, 2).flatten(2))
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention among queries, conditional cross-attention to the memory, FFN; optionally Text-Guided Gating.
+
+    Cross-attention: :class:`ConcatCrossAttention` (``position_concat``, DAB-DETR) or one
+    ``nn.MultiheadAttention`` on ``tgt + query_pos`` against ``memory + mem_pos`` (the additive reading).
+    Text-Guided Gating (first layer): ``a = W s`` for the max-pooled sentence ``s`` (single-key attention, see the
+    module docstring), ``g = sigmoid(tgt * a)``; ``tgg_target: queries`` adds ``g * a`` to the queries (residual +
+    LayerNorm) before they attend, ``cross_attention`` multiplies the cross-attention output by ``g``.
+    """
+
+    def __init__(self, cfg: DetrModelConfig, gated: bool, first: bool) -> None:
+        super().__init__()
+        d, nheads, p = cfg.hidden_dim, cfg.nheads, cfg.dropout
+        self.self_attn = nn.MultiheadAttention(d, nheads, dropout=p, batch_first=True)
+        self.cross_attn: nn.Module = (ConcatCrossAttention(d, nheads, p, first) if cfg.position_concat
+                                      else nn.MultiheadAttention(d, nheads, dropout=p, batch_first=True))
+        self.ffn = _ffn(d, cfg.dim_feedforward, p)
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(3))
+        self.drop = nn.Dropout(p)
+        self.gate_proj = nn.Linear(d, d) if gated else None
+        self.gate_norm = nn.LayerNorm(d) if gated and cfg.tgg_target == "queries" else None
+
+    def text_gate(self, tgt: torch.Tensor, sentence: torch.Tensor | None,
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Text-Guided Gating: ``a = W s`` (``sentence (B, d)``), ``g = sigmoid(tgt * a)``. Returns the queries
+        ``LayerNorm(tgt + g * a)`` and no gate (``tgg_target: queries``), or ``tgt`` unchanged and ``g (B, Q, d)``
+        for the cross-attention output (``cross_attention``); ``(tgt, None)`` on an ungated layer."""
+        if self.gate_proj is None or sentence is None:
+            return tgt, None
+        attended = self.gate_proj(sentence).unsqueeze(1)  # (B, 1, d): single-key attention to the sentence
+        gate = torch.sigmoid(tgt * attended)
+        if self.gate_norm is None:
+            return tgt, gate
+        return self.gate_norm(tgt + self.drop(gate * attended)), None
+
+    def forward(self, tgt: torch.Tensor, query_pos: torch.Tensor, pos_query: torch.Tensor, memory: torch.Tensor,
+                mem_pos: torch.Tensor, mem_pad: torch.Tensor, sentence: torch.Tensor | None) -> torch.Tensor:
+        tgt, gate = self.text_gate(tgt, sentence)
         q = tgt + query_pos
         tgt = self.norms[0](tgt + self.drop(self.self_attn(q, q, tgt, need_weights=False)[0]))
-        injected = self.cross_attn(tgt + query_pos, memory + mem_pos, memory, key_padding_mask=mem_pad,
-                                   need_weights=False)[0]
-        if self.gate_proj is not None and sentence is not None:
-            attended = self.gate_proj(sentence).unsqueeze(1)  # (B, 1, d): single-key attention to the sentence
-            injected = torch.sigmoid(tgt * attended) * injected
+        if isinstance(self.cross_attn, ConcatCrossAttention):
+            injected = self.cross_attn(tgt, query_pos, pos_query, memory, mem_pos, mem_pad)
+        else:
+            injected = self.cross_attn(tgt + query_pos, memory + mem_pos, memory, key_padding_mask=mem_pad,
+                                       need_weights=False)[0]
+        if gate is not None:  # the earlier reading: gate the cross-attention output
+            injected = gate * injected
         tgt = self.norms[1](tgt + self.drop(injected))
         return self.norms[2](tgt + self.drop(self.ffn(tgt)))
 
@@ -188,11 +259,13 @@ class GirlDetr(nn.Module):
         self.global_pos = nn.Parameter(torch.zeros(1, 1, d))
         self.encoder = nn.ModuleList(EncoderLayer(d, h, ff, p) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(
-            DecoderLayer(d, h, ff, p, gated=cfg.text_guided_gating and i == 0) for i in range(cfg.dec_layers))
+            DecoderLayer(cfg, gated=cfg.text_guided_gating and i == 0, first=i == 0) for i in range(cfg.dec_layers))
         self.dec_norm = nn.LayerNorm(d)
         self.anchors = nn.Parameter(self._init_anchors(cfg.num_queries))
         self.tgt_embed = nn.Parameter(torch.randn(cfg.num_queries, d) * 0.02)
         self.ref_point_head = MLP(d, d, d, 2)
+        self.query_scale = MLP(d, d, d, 2) if cfg.query_scale else None
+        self.ref_width_head = MLP(d, d, 1, 2) if cfg.width_modulation else None
         self.refine_heads = nn.ModuleList(MLP(d, d, 2, 3) for _ in range(cfg.dec_layers - 1))
         self.span_head = MLP(d, d, 2, 3)
         self.class_head = nn.Linear(d, 2)
@@ -232,6 +305,18 @@ class GirlDetr(nn.Module):
         sentence = t.masked_fill(t_pad.unsqueeze(-1), float("-inf")).max(dim=1).values
         return x[:, 1:], pos, x[:, 0], sentence
 
+    def positional_query(self, tgt: torch.Tensor, ref: torch.Tensor, first: bool) -> torch.Tensor:
+        """DAB-DETR's positional query of the concatenated cross-attention, ``(B, Q, d)``: the sine embedding of
+        the anchor center (the same embedding as the clip positions of the memory), times ``query_scale(tgt)``
+        from the second layer on, times ``w_ref / w`` (``w_ref = sigmoid(MLP(tgt))``, ``w`` the anchor width)
+        with width modulation. ``tgt (B, Q, d)`` content queries, ``ref (B, Q, 2)`` anchors (center, width)."""
+        pos = sine_embed(ref[..., :1], tgt.shape[-1])
+        if self.query_scale is not None and not first:
+            pos = pos * self.query_scale(tgt)
+        if self.ref_width_head is not None:
+            pos = pos * (torch.sigmoid(self.ref_width_head(tgt)) / ref[..., 1:].clamp(min=1e-4))
+        return pos
+
     def forward(self, video: torch.Tensor, video_mask: torch.Tensor, text: torch.Tensor,
                 text_mask: torch.Tensor) -> DetrOutput:
         """``video (B, L, Dv)``, ``video_mask (B, L)`` True on real clips, ``text (B, T, Dt)``, ``text_mask (B, T)``."""
@@ -242,7 +327,8 @@ class GirlDetr(nn.Module):
         spans, logits, ious = [], [], []
         for i, layer in enumerate(self.decoder):
             query_pos = self.ref_point_head(sine_embed(ref, d // 2))
-            tgt = layer(tgt, query_pos, memory, mem_pos, ~video_mask, sentence if i == 0 else None)
+            pos_query = self.positional_query(tgt, ref, first=i == 0)
+            tgt = layer(tgt, query_pos, pos_query, memory, mem_pos, ~video_mask, sentence if i == 0 else None)
             hs = self.dec_norm(tgt)
             head = self.span_head if i == len(self.decoder) - 1 else self.refine_heads[i]
             new_ref = torch.sigmoid(inverse_sigmoid(ref) + head(hs))

@@ -10,9 +10,10 @@ the stage and raises if anything outside the heads changed. The loss of epoch ``
 * ``L_span`` (from ``p1``): the top-``k`` queries by score, weights ``(1 - IoU_j) / sum (1 - IoU)``, weighted L1.
 * ``L_reinforce`` (from ``p2``): the policy ``softmax(score / temperature)`` over the queries (score = p_fg as
   the spec writes it, or the fg logit: ``policy_score``), ``n_samples`` draws,
-  reward = IoU of the drawn query's span with its best ground truth, advantage = reward - reward of the argmax
+  reward = IoU of the drawn query's span with its best ground truth (``reward: hit``: ``1[IoU >= reward_threshold]``,
+  ours), advantage = reward - reward of the argmax
   query (``greedy``) or the z-score of the reward among all queries (``group``, GRPO-style).
-* ``c_S`` ramps linearly from ``p1`` to ``rho`` at ``p2``; ``c_R`` ramps from ``p2`` to ``rho`` over
+* ``c_S`` ramps linearly from ``p1`` to ``rho`` at ``p2`` (``span_ramp``); ``c_R`` ramps from ``p2`` to ``rho`` over
   ``reinforce_ramp`` epochs; optional cosine decay of both to ``rho * decay_floor`` afterwards.
 
 Departures (ours): the frozen network runs in eval mode (no dropout) since its weights cannot change; the IoU
@@ -33,7 +34,7 @@ from typing import Any
 
 import torch
 
-from timegrpo.config.core import to_dict
+from timegrpo.config.core import ConfigError, to_dict
 from timegrpo.detr.config import DetrConfig, DetrRLConfig
 from timegrpo.detr.features import Batch
 from timegrpo.detr.losses import iou_head_loss, set_criterion
@@ -49,6 +50,7 @@ from timegrpo.detr.train import (
     model_from_checkpoint,
     save_checkpoint,
     setup_torch,
+    still_improving,
 )
 from timegrpo.registry import Registry
 
@@ -59,20 +61,26 @@ DETR_RL_OBJECTIVES: Registry[Callable[..., tuple[torch.Tensor, dict[str, float]]
 def rl_coefficients(epoch: int, cfg: DetrRLConfig, total_epochs: int | None = None) -> tuple[float, float]:
     """``(c_S, c_R)`` for 0-based ``epoch``.
 
-    ``c_S = rho * min(1, (e - p1 + 1) / (p2 - p1))`` from ``p1`` (``rho`` at once when ``p1 == p2``);
-    ``c_R = rho * min(1, (e - p2 + 1) / reinforce_ramp)`` from ``p2``; with ``cosine_decay``, after the
-    ``c_R`` ramp ends both follow ``floor + (rho - floor) * (1 + cos(pi * t)) / 2`` with ``t`` going 0 -> 1
-    over the remaining epochs up to ``total_epochs`` (default ``cfg.epochs``) and ``floor = rho * decay_floor``.
+    ``c_S = rho * min(1, (e - p1 + 1) / (p2 - p1 + 1))`` from ``p1``, so it reaches ``rho`` at epoch ``p2``
+    (``span_ramp: before_p2``, the earlier reading: ``/ (p2 - p1)``, ``rho`` at ``p2 - 1``; both give ``rho``
+    at once when ``p1 == p2``); ``c_R = rho * min(1, (e - p2 + 1) / reinforce_ramp)`` from ``p2``; with
+    ``cosine_decay``, after the ``c_R`` ramp ends both follow ``floor + (rho - floor) * (1 + cos(pi * t)) / 2``
+    with ``t`` going 0 -> 1 over the remaining epochs up to ``total_epochs`` (default ``cfg.epochs``) and
+    ``floor = rho * decay_floor``.
 
     >>> cfg = DetrRLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10)
     >>> [tuple(round(c, 4) for c in rl_coefficients(e, cfg)) for e in (0, 7, 8, 11, 12, 16, 21, 30)]
-    [(0.0, 0.0), (0.0, 0.0), (0.0075, 0.0), (0.03, 0.0), (0.03, 0.003), (0.03, 0.015), (0.03, 0.03), (0.03, 0.03)]
+    [(0.0, 0.0), (0.0, 0.0), (0.006, 0.0), (0.024, 0.0), (0.03, 0.003), (0.03, 0.015), (0.03, 0.03), (0.03, 0.03)]
+    >>> cfg = DetrRLConfig(p1=8, p2=12, rho=0.03, reinforce_ramp=10, span_ramp="before_p2")
+    >>> [round(rl_coefficients(e, cfg)[0], 4) for e in (8, 11, 12)]
+    [0.0075, 0.03, 0.03]
     >>> cfg = DetrRLConfig(p1=2, p2=2, rho=0.05, reinforce_ramp=2, cosine_decay=True, decay_floor=0.2)
     >>> [tuple(round(c, 4) for c in rl_coefficients(e, cfg, total_epochs=7)) for e in (2, 3, 4, 6)]
     [(0.05, 0.025), (0.05, 0.05), (0.04, 0.04), (0.01, 0.01)]
     """
     rho = cfg.rho
-    c_s = 0.0 if epoch < cfg.p1 else rho * min(1.0, (epoch - cfg.p1 + 1) / max(1, cfg.p2 - cfg.p1))
+    span_len = cfg.p2 - cfg.p1 + (1 if cfg.span_ramp == "to_p2" else 0)
+    c_s = 0.0 if epoch < cfg.p1 else rho * min(1.0, (epoch - cfg.p1 + 1) / max(1, span_len))
     c_r = 0.0 if epoch < cfg.p2 else rho * min(1.0, (epoch - cfg.p2 + 1) / max(1, cfg.reinforce_ramp))
     ramp_end = cfg.p2 + max(1, cfg.reinforce_ramp) - 1  # first epoch at full rho
     total = cfg.epochs if total_epochs is None else total_epochs
@@ -164,6 +172,26 @@ def sample_actions(scores: torch.Tensor, temperature: float, n: int, generator: 
     return torch.multinomial(probs.cpu(), n, replacement=True, generator=generator).to(scores.device)
 
 
+#: The REINFORCE reward of a query from its IoU with its best ground truth: ``f(iou (B, Q), threshold) -> (B, Q)``.
+DETR_REWARDS: Registry[Callable[[torch.Tensor, float], torch.Tensor]] = Registry("GIRL-DETR reward")
+
+
+@DETR_REWARDS.register("iou")
+def iou_reward(iou: torch.Tensor, threshold: float) -> torch.Tensor:
+    """The spec's reward: the IoU itself (``threshold`` unused)."""
+    return iou
+
+
+@DETR_REWARDS.register("hit")
+def hit_reward(iou: torch.Tensor, threshold: float) -> torch.Tensor:
+    """``1[IoU >= threshold]``: R1@threshold of the drawn query (ours, a metric-shaped reward).
+
+    >>> hit_reward(torch.tensor([[0.69, 0.7, 0.9]]), 0.7).tolist()
+    [[0.0, 1.0, 1.0]]
+    """
+    return (iou >= threshold).to(iou.dtype)
+
+
 @BASELINES.register("greedy")
 def greedy_advantage(scores: torch.Tensor, rewards: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """``r(a) - r(argmax score)``: ``(B, n)``.
@@ -217,7 +245,8 @@ def girl_objective(out: DetrOutput, batch: Batch, epoch: int, cfg: DetrConfig,
         l_span = topk_weighted_span_loss(spans, scores, batch.spans, batch.span_mask, rl.top_k)
         loss = loss + c_s * l_span
         logs["span"] = l_span.item()
-    rewards, _ = best_gt_iou(spans.detach(), batch.spans, batch.span_mask)
+    ious, _ = best_gt_iou(spans.detach(), batch.spans, batch.span_mask)
+    rewards = DETR_REWARDS.get(rl.reward)(ious, rl.reward_threshold)
     logs["reward_greedy"] = float(torch.gather(rewards, 1, scores.argmax(-1, keepdim=True)).mean())
     if c_r > 0:
         actions = sample_actions(scores, rl.temperature, rl.n_samples, generator)
@@ -264,12 +293,41 @@ def assert_isolated(changed: list[str], allowed: list[str]) -> None:
         raise RuntimeError(f"gradient isolation violated: {len(leaked)} frozen parameters changed, e.g. {leaked[:5]}")
 
 
+def check_converged(ck: dict[str, Any], init: str, cfg: DetrConfig, log: Log) -> dict[str, Any] | None:
+    """Apply ``rl.on_unconverged`` to the supervised checkpoint's ``train_summary``: when its best val epoch is in
+    the last ``rl.converged_tail`` of its epochs (:func:`~timegrpo.detr.train.still_improving`), raise
+    ``ConfigError`` (``error``) or log a warning (``warn``), saying how to continue. A checkpoint without a
+    summary, or from a run without validation, is logged as unchecked. Returns the summary (None: none)."""
+    summary = ck.get("train_summary")
+    if summary is None:
+        log(f"note: {init} records no training summary (not written by `detr train`): convergence not checked")
+        return None
+    if not summary["validated"]:
+        log(f"note: {init} comes from a run without a validation split: the budget of "
+            f"{summary['epochs_run']} epochs is the convergence rule")
+        return summary
+    best, n = summary["best_epoch"], summary["epochs_run"]
+    if cfg.rl.on_unconverged == "ignore" or not still_improving(best, n, cfg.rl.converged_tail):
+        return summary
+    msg = (f"supervised checkpoint {init} was still improving: its best validation epoch is {best + 1} of {n} "
+           f"(in the last {cfg.rl.converged_tail:.0%}), and GIRL's RL stage starts from a converged model. Continue "
+           f"the supervised run: `timegrpo detr train` with the same recipe and --train.epochs {2 * n} (it resumes "
+           f"from supervised/last.ckpt), with --train.patience to stop on the plateau; or pass "
+           f"--rl.on_unconverged warn to run RL anyway")
+    if cfg.rl.on_unconverged == "error":
+        raise ConfigError(msg)
+    log(f"warning: {msg}")
+    return summary
+
+
 @dataclass
 class RLResult:
     checkpoint: str
     changed_parameters: list[str]
     trainable_parameters: int
     history: list[dict[str, Any]]
+    init: str = ""
+    supervised: dict[str, Any] | None = None
 
 
 def _rl_epoch(model: GirlDetr, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], data: Any,
@@ -293,12 +351,14 @@ def _rl_epoch(model: GirlDetr, opt: torch.optim.Optimizer, params: list[torch.nn
 
 
 def run_rl(cfg: DetrConfig, log: Log = print, *, out_name: str = "rl") -> RLResult:
-    """Run the RL stage from ``rl.init`` (default ``{run_dir}/supervised/best.ckpt``); write
-    ``{run_dir}/{out_name}/final.ckpt`` and ``log.jsonl``; raise if a frozen parameter changed."""
+    """Run the RL stage from ``rl.init`` (default ``{run_dir}/supervised/best.ckpt``) after
+    :func:`check_converged`; write ``{run_dir}/{out_name}/final.ckpt`` and ``log.jsonl``; raise if a frozen
+    parameter changed."""
     device = setup_torch(cfg)
     data = load_data(cfg, ("train", "val"), log)
     init = cfg.rl.init or str(cfg.run_dir() / "supervised" / "best.ckpt")
     ck = load_checkpoint(init)
+    summary = check_converged(ck, init, cfg, log)
     model = model_from_checkpoint(ck).to(device).eval()
     before = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
     trainable = freeze_all_but(model, cfg.rl.heads)
@@ -325,4 +385,4 @@ def run_rl(cfg: DetrConfig, log: Log = print, *, out_name: str = "rl") -> RLResu
     path = out / "final.ckpt"
     save_checkpoint(path, model=model.state_dict(), config=to_dict(cfg) | {"model": ck["config"]["model"]},
                     video_dim=ck["video_dim"], text_dim=ck["text_dim"], changed_parameters=changed, init=init)
-    return RLResult(str(path), changed, n_params, history)
+    return RLResult(str(path), changed, n_params, history, init, summary)

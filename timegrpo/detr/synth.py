@@ -14,6 +14,10 @@ from a small shared vocabulary) plus one concept token ``text_direction[k] + noi
 several concepts, the window can only be found by reading the text: a text-blind model that localised events
 perfectly would still score about ``1 / events_per_video`` R1.
 
+Annotation noise (``label_jitter``, in the splits of ``label_noise_splits``, train and val by default): every
+boundary of a query's windows (and so its saliency labels) is moved by ``U(-label_jitter, label_jitter)`` seconds,
+while the features keep the true events; the test split stays clean, so it measures the true boundaries.
+
 Written files (what :func:`timegrpo.detr.features.load_split` reads with ``data.root = out``)::
 
     annotations/{train,val,test}.jsonl     moment_detr schema + relevant_clip_ids + saliency_scores (3 raters 0..4)
@@ -32,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from timegrpo.detr.config import CONCEPTS, FeatureSynthConfig
+from timegrpo.spans import span_iou
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -110,10 +115,30 @@ def _saliency(rng: np.random.Generator, cover: np.ndarray) -> tuple[list[int], l
     return ids, scores
 
 
+def jitter_windows(rng: np.random.Generator, windows: list[tuple[float, float]], duration: float, jitter: float,
+                   ) -> list[tuple[float, float]]:
+    """Annotation noise: each boundary moved by ``U(-jitter, jitter)`` seconds (0.1 s resolution), clipped to
+    ``[0, duration]``, the end kept at least 0.5 s after the start. The features keep the true windows.
+
+    >>> w = jitter_windows(np.random.default_rng(0), [(4.0, 10.0)], 20.0, 2.0)
+    >>> w, all(2.0 <= s <= 6.0 and 8.0 <= e <= 12.0 for s, e in w)
+    ([(4.5, 9.1)], True)
+    """
+    out = []
+    for s, e in windows:
+        a, b = (round(float(x + rng.uniform(-jitter, jitter)), 1) for x in (s, e))
+        a = min(max(a, 0.0), duration - 0.5)
+        out.append((a, min(max(b, a + 0.5), duration)))
+    return out
+
+
 def synthesize(out: str | Path, cfg: FeatureSynthConfig) -> dict[str, Any]:
-    """Write the benchmark under ``out``; return a summary (queries per split, feature dims, paths)."""
+    """Write the benchmark under ``out``; return a summary (queries per split, feature dims, paths, and the mean
+    IoU of the jittered labels with the true windows when ``label_jitter`` > 0)."""
     out = Path(out)
     rng = np.random.default_rng(cfg.seed)
+    noise_rng = np.random.default_rng([cfg.seed, 1])  # its own stream: the clean data do not depend on the noise
+    label_ious: list[float] = []
     dirs = [_unit(rng, cfg.n_concepts, d) for d in cfg.video_dims]
     text_dirs = _unit(rng, cfg.n_concepts, cfg.text_dim)
     vocab = _unit(rng, 40, cfg.text_dim)
@@ -140,6 +165,11 @@ def synthesize(out: str | Path, cfg: FeatureSynthConfig) -> dict[str, Any]:
                 np.savez(out / "features" / "text" / f"qid{qid}.npz",
                          last_hidden_state=_query(rng, cfg, text_dirs, vocab, k))
                 ids, scores = _saliency(rng, clip_overlap(mine, n_clips, cfg.clip_len).max(axis=0))
+                if cfg.label_jitter > 0 and split in cfg.label_noise_splits:  # noisy labels, saliency from them
+                    noisy = jitter_windows(noise_rng, mine, duration, cfg.label_jitter)
+                    label_ious += [span_iou(w, t) for w, t in zip(noisy, mine)]
+                    mine = noisy
+                    ids, scores = _saliency(noise_rng, clip_overlap(mine, n_clips, cfg.clip_len).max(axis=0))
                 rec = {"qid": qid, "query": CONCEPTS[k], "duration": duration, "vid": vid,
                        "relevant_clip_ids": ids, "saliency_scores": scores,
                        "relevant_windows": [[a, b] for a, b in sorted(mine)]}
@@ -151,6 +181,7 @@ def synthesize(out: str | Path, cfg: FeatureSynthConfig) -> dict[str, Any]:
         for f in files.values():
             f.close()
     summary = {"out": str(out), "queries": counts, "multi_window_queries": multi, "video_feature_types": types,
-               "video_dims": cfg.video_dims, "text_dim": cfg.text_dim, "clip_len": cfg.clip_len, "config": asdict(cfg)}
+               "video_dims": cfg.video_dims, "text_dim": cfg.text_dim, "clip_len": cfg.clip_len, "config": asdict(cfg),
+               "label_iou": float(np.mean(label_ious)) if label_ious else 1.0}
     (out / "synth_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -65,10 +65,14 @@ class EMA:
 
 
 def batches(dataset: FeatureDataset, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0) -> DataLoader:
-    """A DataLoader whose order depends only on ``(seed, epoch)``."""
+    """A DataLoader whose order depends only on ``(seed, epoch)``, with ``data.num_workers`` workers (the
+    batches are the same with any number; with workers the split's features are preloaded into the cache first)."""
     order = epoch_permutation(seed, epoch, len(dataset), seed_stride=100_003) if shuffle else None
+    workers = dataset.store.cfg.num_workers
+    if workers and hasattr(dataset, "preload"):
+        dataset.preload()
     return DataLoader(dataset, batch_size=batch_size, sampler=order,
-                      collate_fn=make_collate(dataset.store.cfg.clip_len), num_workers=0)
+                      collate_fn=make_collate(dataset.store.cfg.clip_len), num_workers=workers)
 
 
 def load_data(cfg: DetrConfig, splits: tuple[str, ...], log: Log) -> dict[str, FeatureDataset]:
@@ -190,8 +194,50 @@ def _train_epoch(model: GirlDetr, ema: EMA, opt: torch.optim.Optimizer, data: Fe
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
+def still_improving(best_epoch: int, epochs_run: int, tail: float = 0.1) -> bool:
+    """True when the best epoch (0-based) lies in the last ``tail`` fraction of ``epochs_run`` epochs, i.e.
+    ``best_epoch + 1 > (1 - tail) * epochs_run``: the run stopped while it was still improving.
+
+    >>> still_improving(23, 24), still_improving(21, 24), still_improving(20, 24), still_improving(40, 60)
+    (True, True, False, False)
+    """
+    return best_epoch + 1 > (1 - tail) * epochs_run
+
+
+def update_best(best: dict[str, Any], epoch: int, metrics: dict[str, float], min_delta: float) -> bool:
+    """Fold one validation into ``best`` (``score``/``epoch``/``metrics``): this epoch becomes the best when its
+    val mIoU beats the best so far by more than ``min_delta`` points (so a rise within the noise neither moves
+    ``best.ckpt`` nor resets patience, and the best epoch is where patience counts from). True when it did.
+
+    >>> b = {"score": -1.0, "epoch": -1, "metrics": {}}
+    >>> [update_best(b, e, {"mIoU": x}, 0.5) for e, x in enumerate([50.0, 50.3, 50.9, 50.8])]
+    [True, False, True, False]
+    >>> b["epoch"], b["score"]
+    (2, 50.9)
+    """
+    if best["epoch"] >= 0 and metrics["mIoU"] <= best["score"] + min_delta:  # the first validation is a best
+        return False
+    best.update(score=metrics["mIoU"], epoch=epoch, metrics=metrics)
+    return True
+
+
+def _plateaued(best: dict[str, Any], epoch: int, patience: int | None) -> bool:
+    """No new best in the last ``patience`` epochs (always False without patience or before any validation)."""
+    return patience is not None and best["epoch"] >= 0 and epoch - best["epoch"] >= patience
+
+
+def _finish(out: Path, best: dict[str, Any], epochs_run: int, stop: str, validated: bool) -> dict[str, Any]:
+    """Record how the run ended in ``best.ckpt`` (what ``detr rl`` checks) and return the summary."""
+    summary = {"best_epoch": best["epoch"], "epochs_run": epochs_run, "stop_reason": stop, "validated": validated}
+    if (out / "best.ckpt").is_file():
+        save_checkpoint(out / "best.ckpt", **{**load_checkpoint(out / "best.ckpt"), "train_summary": summary})
+    return {"best": str(out / "best.ckpt"), "metrics": best["metrics"], **summary}
+
+
 def train_supervised(cfg: DetrConfig, log: Log = print) -> dict[str, Any]:
-    """Run (or resume) the supervised stage; returns ``{"best": path, "metrics": val metrics of best, ...}``."""
+    """Run (or resume) the supervised stage until ``train.epochs`` or, with ``train.patience``, until val mIoU
+    has plateaued; returns ``{"best": path, "metrics": val metrics of best, "best_epoch", "epochs_run",
+    "stop_reason": budget | plateau, "validated"}`` (also stored in ``best.ckpt`` as ``train_summary``)."""
     device = setup_torch(cfg)
     data = load_data(cfg, ("train", "val"), log)
     train, val = data["train"], data.get("val")
@@ -211,7 +257,9 @@ def train_supervised(cfg: DetrConfig, log: Log = print) -> dict[str, Any]:
         sched.load_state_dict(ck["scheduler"])
         start, best = ck["epoch"] + 1, ck["best"]
         log(f"resumed from {out / 'last.ckpt'} at epoch {start}")
-    for epoch in range(start, cfg.train.epochs):
+    epoch = start - 1  # the last epoch run
+    while epoch + 1 < cfg.train.epochs and not _plateaued(best, epoch, cfg.train.patience):
+        epoch += 1
         t0 = time.time()
         losses = _train_epoch(model, ema, opt, train, cfg, device, epoch)
         sched.step()
@@ -219,8 +267,7 @@ def train_supervised(cfg: DetrConfig, log: Log = print) -> dict[str, Any]:
         last = epoch == cfg.train.epochs - 1
         if val is not None and (last or (cfg.train.eval_every and (epoch + 1) % cfg.train.eval_every == 0)):
             rec["val"] = evaluate(ema.module, val, device)
-            if rec["val"]["mIoU"] > best["score"]:
-                best = {"score": rec["val"]["mIoU"], "epoch": epoch, "metrics": rec["val"]}
+            if update_best(best, epoch, rec["val"], cfg.train.min_delta):
                 save_checkpoint(out / "best.ckpt", model=ema.module.state_dict(), epoch=epoch, **meta)
         elif val is None and last:
             best = {"score": 0.0, "epoch": epoch, "metrics": {}}
@@ -229,4 +276,8 @@ def train_supervised(cfg: DetrConfig, log: Log = print) -> dict[str, Any]:
                         optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch, best=best, **meta)
         append_jsonl(out / "log.jsonl", rec)
         log(json.dumps(rec))
-    return {"best": str(out / "best.ckpt"), "best_epoch": best["epoch"], "metrics": best["metrics"]}
+    stop = "plateau" if _plateaued(best, epoch, cfg.train.patience) else "budget"
+    if stop == "plateau":
+        log(f"val mIoU has not risen by more than {cfg.train.min_delta:g} since epoch {best['epoch']}: "
+            f"stopped after epoch {epoch} (patience {cfg.train.patience})")
+    return _finish(out, best, epoch + 1, stop, val is not None)
