@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -28,7 +27,6 @@ def test_real_sized_forward_backward_on_cpu() -> None:
     video, vmask, text, tmask = _inputs(32, 75, 2818, 32, 512)
     vmask[1, 60:] = False
     tmask[2, 10:] = False
-    t0 = time.time()
     out = model(video, vmask, text, tmask)
     assert len(out.spans) == 3
     assert out.spans[-1].shape == (32, 10, 2) and out.logits[-1].shape == (32, 10, 2)
@@ -39,8 +37,7 @@ def test_real_sized_forward_backward_on_cpu() -> None:
     grads = {n: p.grad for n, p in model.named_parameters()}
     assert grads["video_proj.blocks.0.2.weight"] is not None and grads["video_proj.blocks.0.2.weight"].abs().sum() > 0
     assert grads["cmi.t_from_v.in_proj_weight"].abs().sum() > 0
-    assert grads["decoder.0.gate_proj.weight"].abs().sum() > 0
-    assert time.time() - t0 < 120
+    assert grads["decoder.0.gate_proj.weight"].abs().sum() > 0  # its step time is the bench's business, not a test's
 
 
 def test_head_parameters_are_about_027M_for_the_default_model() -> None:
