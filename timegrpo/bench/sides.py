@@ -114,7 +114,9 @@ class TimegrpoSide(Side):
 
     name = "timegrpo"
 
-    def __init__(self, work: Workload) -> None:
+    def __init__(self, work: Workload, tcfg: Any = None, teacher: Any = None) -> None:
+        """``tcfg``: the recipe of the trainer (default :func:`train_config`); ``teacher``: a frozen teacher for
+        method ``opd`` (its vision tower is probed too)."""
         super().__init__(work.config)
         import timegrpo.trainer.grpo as trainer_module
         import timegrpo.trainer.prefetch as prefetch_module
@@ -123,15 +125,15 @@ class TimegrpoSide(Side):
         from timegrpo.trainer.loop import make_accelerator
 
         cfg = work.config
-        tcfg = train_config(work)
+        tcfg = tcfg or train_config(work)
         model, processor = load_policy(str(work.model_path), dtype=cfg.resolved_dtype(),
                                        gradient_checkpointing=cfg.gradient_checkpointing)
         accelerator = make_accelerator(gradient_accumulation_steps=1,
                                        mixed_precision="bf16" if cfg.resolved_dtype() == "bfloat16" else "no")
         self.trainer = trainer = GRPOTrainer(tcfg, model, processor, work.samples, work.video_source(),
-                                             accelerator=accelerator)
+                                             accelerator=accelerator, teacher=teacher)
         trainer.sampling = replace(trainer.sampling, min_completion_length=cfg.completion_len)
-        towers = [vision_tower(trainer.model)] + ([vision_tower(trainer.reference)] if trainer.reference else [])
+        towers = [vision_tower(m) for m in (trainer.model, trainer.reference, trainer.teacher) if m is not None]
         self.probe = VisionProbe(towers, sync_fn())
         self.plog = ProcessorLog(processor)
         p, t = self.patcher, self.timer
