@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluate", ("timegrpo.evaluate",)),
     ("trainer", ("timegrpo.trainer",)),
     ("hub", ("timegrpo.hub",)),
-    ("apps", ("timegrpo.bench", "timegrpo.demo", "timegrpo.detr", "timegrpo.curriculum")),
+    ("apps", ("timegrpo.bench", "timegrpo.demo", "timegrpo.demo_opd", "timegrpo.detr", "timegrpo.curriculum")),
     ("cli", ("timegrpo.cli", "timegrpo.train")),
 ]
 

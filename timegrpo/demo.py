@@ -1,5 +1,9 @@
 """``timegrpo demo`` (``make demo``): the main job end to end on CPU, on the embedded synthetic benchmark.
 
+Demos are registered by name in :data:`DEMOS` (``--method``): ``grounding`` (the default, this module: Time-R1's
+GRPO against continued SFT) and ``opd`` (:mod:`timegrpo.demo_opd`: Video-OPD's on-policy distillation with TVDF
+against GRPO). The ``grounding`` demo:
+
 1. write the synthetic benchmark (real H.264 videos: a coloured shape visible during the event), with the
    TRAIN boundaries jittered by ``label_jitter`` seconds (test boundaries exact);
 2. build a tiny Qwen2.5-VL-shaped model offline (``timegrpo.models.tiny``);
@@ -29,13 +33,58 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from timegrpo.config.core import check, check_choice
+from timegrpo.registry import Registry
+
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"
+
+#: Demo runners by name: ``f(DemoConfig) -> report`` (``timegrpo demo --method NAME``); see :func:`demo_methods`.
+DEMOS: Registry[Callable[[Any], dict[str, Any]]] = Registry("demo")
+
+
+def demo_methods() -> Registry[Callable[[Any], dict[str, Any]]]:
+    """:data:`DEMOS` with every built-in demo registered (``opd`` lives in its own module)."""
+    import timegrpo.demo_opd  # noqa: F401  (registers "opd")
+
+    return DEMOS
+
+
+@dataclass
+class OPDOptions:
+    """Section ``opd``: what ``--method opd`` (:mod:`timegrpo.demo_opd`) adds to the shared options."""
+
+    teacher_steps: int = field(default=700, metadata={"help": "the teacher: the student's warm start trained this "
+                                                             "many more SFT steps on the CLEAN train labels"})
+    seconds: float = field(default=100.0, metadata={"help": "wall time of each of GRPO, OPD with TVDF and OPD with "
+                                                           "random selection (training plus the student's "
+                                                           "re-scoring)"})
+    rounds: int = field(default=3, metadata={"help": "TVDF rounds (each re-scores the student, selects k, trains)"})
+    pool: int = field(default=256, metadata={"help": "train samples scored each round (the first N of train)"})
+    k: int = field(default=64, metadata={"help": "samples selected per round"})
+    selector: str = field(default="tvdf", metadata={"help": "TVDF selector: tvdf (top-k delta), tvdf_even, "
+                                                            "tvdf_buckets or tvdf_gaussian"})
+    teacher_n: int = field(default=4, metadata={"help": "teacher answers per pool sample (k_t; reliability)"})
+    student_n: int = field(default=4, metadata={"help": "student answers per pool sample, each round"})
+    prompts: int = field(default=8, metadata={"help": "prompts per OPD step (one completion each)"})
+    learning_rate: float = field(default=3e-4, metadata={"help": "OPD's learning rate (constant; GRPO keeps the "
+                                                                 "recipe's)"})
+
+    def __post_init__(self) -> None:
+        from timegrpo.curriculum.tvdf import TVDF_SELECTORS
+
+        check_choice("opd.selector", self.selector, tuple(TVDF_SELECTORS.names()))
+        for name in ("teacher_steps", "rounds", "pool", "k", "teacher_n", "student_n", "prompts"):
+            check(getattr(self, name) >= 1, f"opd.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(self.k <= self.pool, "opd.k", f"must be <= opd.pool ({self.pool}), got {self.k}")
+        check(self.seconds > 0 and self.learning_rate > 0, "opd", "need seconds > 0 and learning_rate > 0")
 
 
 @dataclass
 class DemoConfig:
     """What the demo runs; every field is a ``timegrpo demo`` option (:mod:`timegrpo.cli.demo`)."""
 
+    method: str = field(default="grounding", metadata={"help": "which demo: grounding (GRPO vs continued SFT) or "
+                                                               "opd (Video-OPD with TVDF vs GRPO)"})
     out: str = field(default="outputs/demo", metadata={"help": "output folder (data, checkpoints, report, plots)"})
     n_videos: int = field(default=900, metadata={"help": "synthetic videos in all splits"})
     test_size: int = field(default=200, metadata={"help": "held-out videos evaluated before/after"})
@@ -48,6 +97,10 @@ class DemoConfig:
     family: str = field(default="qwen2_5_vl", metadata={"help": "tiny model family"})
     recipe: str = field(default=str(RECIPE), metadata={"help": "recipe whose train section drives GRPO"})
     threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    opd: OPDOptions = field(default_factory=OPDOptions, metadata={"help": "method opd only"})
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, demo_methods().names())
 
 
 def constant_floor(train: list[Any], test: list[Any]) -> dict[str, float]:
@@ -150,7 +203,13 @@ def _evaluator(out: Path, processor: Any, test: list[Any], videos: Any, cfg: Any
 
 
 def run_demo(dc: DemoConfig) -> dict[str, Any]:
-    """Run every stage (see the module docstring); returns the report also written to ``OUT/report.json``."""
+    """Run the demo ``dc.method`` (:data:`DEMOS`); returns the report also written to ``OUT/report.json``."""
+    return demo_methods().get(dc.method)(dc)
+
+
+@DEMOS.register("grounding")
+def run_grounding(dc: DemoConfig) -> dict[str, Any]:
+    """Run every stage of the grounding demo (see the module docstring); returns the report."""
     import torch
 
     from timegrpo.config import load_recipe

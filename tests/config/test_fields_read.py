@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from timegrpo.config import RecipeConfig
+from timegrpo.demo import DemoConfig
 from timegrpo.detr.config import DetrConfig
 from timegrpo.evaluate.config import EvalConfig, ScoreConfig
 
 PACKAGE = Path(__file__).resolve().parents[2] / "timegrpo"
-CONFIGS = (RecipeConfig, DetrConfig, EvalConfig, ScoreConfig)
+CONFIGS = (RecipeConfig, DetrConfig, EvalConfig, ScoreConfig, DemoConfig)
 
 #: Fields read by name rather than as ``.field``: (config class, dotted field) -> where.
 READ_BY_NAME = {
