@@ -26,8 +26,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("evaluate", ("timegrpo.evaluate",)),
     ("trainer", ("timegrpo.trainer",)),
     ("hub", ("timegrpo.hub",)),
-    ("apps", ("timegrpo.bench", "timegrpo.demo", "timegrpo.demo_videotg", "timegrpo.detr", "timegrpo.curriculum",
-              "timegrpo.report")),
+    ("apps", ("timegrpo.bench", "timegrpo.demo", "timegrpo.demo_videotg", "timegrpo.demo_opd", "timegrpo.detr",
+              "timegrpo.curriculum", "timegrpo.report")),
     ("cli", ("timegrpo.cli", "timegrpo.train")),
 ]
 

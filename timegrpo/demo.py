@@ -1,8 +1,8 @@
 """``timegrpo demo`` (``make demo``): the main job end to end on CPU, on the embedded synthetic benchmark.
 
 Demos are registered by name in :data:`DEMOS` (``--method``): ``grounding`` (the default, this module: Time-R1's
-GRPO against continued SFT) and ``videotg`` (:mod:`timegrpo.demo_videotg`: VideoTG-R1's agents and curriculum).
-The ``grounding`` demo:
+GRPO against continued SFT), ``videotg`` (:mod:`timegrpo.demo_videotg`: VideoTG-R1's agents and curriculum) and
+``opd`` (:mod:`timegrpo.demo_opd`: Video-OPD's on-policy distillation with TVDF against GRPO). The ``grounding`` demo:
 
 1. write the synthetic benchmark (real H.264 videos: a coloured shape visible during the event), with the
    TRAIN boundaries jittered by ``label_jitter`` seconds (test boundaries exact);
@@ -62,7 +62,8 @@ def register_demo(name: str, *, sft_steps: int, rl_steps: int) -> Callable[[Any]
 
 
 def demo_methods() -> Registry[Demo]:
-    """:data:`DEMOS` with every built-in demo registered (``videotg`` lives in its own module)."""
+    """:data:`DEMOS` with every built-in demo registered (``videotg`` and ``opd`` live in their own modules)."""
+    import timegrpo.demo_opd  # noqa: F401  (registers "opd")
     import timegrpo.demo_videotg  # noqa: F401  (registers "videotg")
 
     return DEMOS
@@ -105,11 +106,42 @@ class VideoTGOptions:
 
 
 @dataclass
+class OPDOptions:
+    """Section ``opd``: what ``--method opd`` (:mod:`timegrpo.demo_opd`) adds to the shared options."""
+
+    teacher_steps: int = field(default=700, metadata={"help": "the teacher: the student's warm start trained this "
+                                                             "many more SFT steps on the CLEAN train labels"})
+    seconds: float = field(default=100.0, metadata={"help": "wall time of each of GRPO, OPD with TVDF and OPD with "
+                                                           "random selection (training plus the student's "
+                                                           "re-scoring)"})
+    rounds: int = field(default=3, metadata={"help": "TVDF rounds (each re-scores the student, selects k, trains)"})
+    pool: int = field(default=256, metadata={"help": "train samples scored each round (the first N of train)"})
+    k: int = field(default=64, metadata={"help": "samples selected per round"})
+    selector: str = field(default="tvdf", metadata={"help": "TVDF selector: tvdf (top-k delta), tvdf_even, "
+                                                            "tvdf_buckets or tvdf_gaussian"})
+    teacher_n: int = field(default=4, metadata={"help": "teacher answers per pool sample (k_t; reliability)"})
+    student_n: int = field(default=4, metadata={"help": "student answers per pool sample, each round"})
+    prompts: int = field(default=8, metadata={"help": "prompts per OPD step (one completion each)"})
+    learning_rate: float = field(default=3e-4, metadata={"help": "OPD's learning rate (constant; GRPO keeps the "
+                                                                 "recipe's)"})
+
+    def __post_init__(self) -> None:
+        from timegrpo.curriculum.tvdf import TVDF_SELECTORS
+
+        check_choice("opd.selector", self.selector, tuple(TVDF_SELECTORS.names()))
+        for name in ("teacher_steps", "rounds", "pool", "k", "teacher_n", "student_n", "prompts"):
+            check(getattr(self, name) >= 1, f"opd.{name}", f"must be >= 1, got {getattr(self, name)}")
+        check(self.k <= self.pool, "opd.k", f"must be <= opd.pool ({self.pool}), got {self.k}")
+        check(self.seconds > 0 and self.learning_rate > 0, "opd", "need seconds > 0 and learning_rate > 0")
+
+
+@dataclass
 class DemoConfig:
     """What the demo runs; every field is a ``timegrpo demo`` option (:mod:`timegrpo.cli.demo`)."""
 
     method: str = field(default="grounding", metadata={"help": "which demo: grounding (GRPO vs continued SFT) or "
-                                                               "videotg (VideoTG-R1's agents and curriculum)"})
+                                                               "videotg (VideoTG-R1's agents and curriculum) or opd "
+                                                               "(Video-OPD with TVDF vs GRPO)"})
     out: str = field(default="outputs/demo", metadata={"help": "output folder (data, checkpoints, report, plots)"})
     n_videos: int = field(default=900, metadata={"help": "synthetic videos in all splits"})
     test_size: int = field(default=200, metadata={"help": "held-out videos evaluated before/after"})
@@ -125,6 +157,7 @@ class DemoConfig:
     recipe: str = field(default=str(RECIPE), metadata={"help": "recipe whose train section drives GRPO"})
     threads: int = field(default=2, metadata={"help": "torch CPU threads"})
     videotg: VideoTGOptions = field(default_factory=VideoTGOptions, metadata={"help": "method videotg only"})
+    opd: OPDOptions = field(default_factory=OPDOptions, metadata={"help": "method opd only"})
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, demo_methods().names())

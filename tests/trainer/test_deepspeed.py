@@ -7,7 +7,8 @@
 pointed at a tiny model and the synthetic videos. Each run must train (kl logged with a reference, the
 teacher's reward with OPD), shard its state under ``checkpoint-N/state/`` and leave a ``from_pretrained``
 checkpoint equal to what the shards hold. One ZeRO-3 case runs by default (also against one process with
-twice the accumulation, and with a warm-up schedule); the other launches are marked slow.
+twice the accumulation, and with a warm-up schedule); the other launches (ZeRO-2, LoRA, the OPD teacher under
+ZeRO-2, ZeRO-3 and DDP) are marked slow.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ SMALL = ["--train.max_steps", "2", "--train.num_generations", "2", "--train.per_
          "--train.max_completion_length", "8", "--train.logging_steps", "1", "--train.save_steps", "0",
          "--train.reward_funcs", "length_reward:length,format", "--train.reward_weights", "1,1"]
 #: the frozen-model log line of :func:`timegrpo.trainer.launch.prepare_frozen`
-FROZEN = re.compile(r"(reference|teacher): DeepSpeed ZeRO-(\d) evaluation engine, process 0 holds (\d+) of (\d+)")
+FROZEN = re.compile(r"(reference|teacher): (?:DeepSpeed ZeRO-(\d) evaluation engine|on (\S+)), process 0 holds (\d+) "
+                    r"of (\d+)")
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +125,9 @@ def assert_checkpoint(run_dir, step, stage, base, lora=False):
 
 
 def frozen_engines(log):
-    """``{name: (stage, held, total)}`` of the frozen models the run logged on process 0."""
-    return {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in FROZEN.finditer(log)}
+    """``{name: (stage, held, total)}`` of the frozen models the run logged on process 0 (stage: the device's
+    name when DeepSpeed does not hold the model, as under DDP)."""
+    return {m[1]: (int(m[2]) if m[2] else m[3], int(m[4]), int(m[5])) for m in FROZEN.finditer(log)}
 
 
 MAKE = """
@@ -208,6 +211,22 @@ def test_launch_trains_and_saves(launch, models, tmp_path, config, case):
         frozen_stage, held, total = engines[name]
         assert frozen_stage == (3 if stage == 3 else 0) and (held < total) == (stage == 3)
     assert_checkpoint(tmp_path / case, 2, stage, models[0], lora=case == "lora")
+
+
+@pytest.mark.slow
+def test_ddp_launch_prepares_the_teacher_on_each_process(launch, models, tmp_path):
+    """DDP (launch/ddp.yaml, 2 processes over gloo on CPU) with an OPD teacher: each process holds the whole
+    frozen teacher on its device, the teacher's reward is logged, and the saved checkpoint is the policy trained."""
+    rows, log = launch("ddp.yaml", "ddp_opd", "--method", "opd", "--train.teacher_model_name_or_path", str(models[1]),
+                       "--train.num_generations", "1", "--train.loss_type", "dapo")
+    device, held, total = frozen_engines(log)["teacher"]
+    assert device.startswith("cpu") and held == total > 0
+    assert "DeepSpeed" not in log.split("teacher:")[1].splitlines()[0]
+    assert [r["prompts"] for r in rows] == [2.0, 2.0]  # one prompt on each of the 2 processes
+    assert all(r["opd/reward_mean"] != 0 for r in rows) and "kl" not in rows[0]
+    saved, original = pretrained_weights(tmp_path / "ddp_opd" / "checkpoint-2"), pretrained_weights(models[0])
+    moved = {k for k in saved if not torch.equal(saved[k], original[k])}
+    assert any("language_model" in k for k in moved) and not any("visual.blocks" in k for k in moved)
 
 
 @pytest.mark.slow

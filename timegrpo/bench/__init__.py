@@ -5,6 +5,7 @@
                    [--share-prompt-prefix true|false] [--compare-prefix-off] [--vs-trl] [--sequential]
                    [--json] [--json-out FILE] [--markdown FILE] [--real-videos DIR]
     timegrpo bench --suite cpu --vs-trl --markdown BENCHMARKS.md     # what `make bench` runs
+    timegrpo bench --method opd [--teacher DIR] [workload options]   # Video-OPD's step next to GRPO's (bench/opd.py)
 
 A run trains real optimiser steps of :class:`timegrpo.trainer.grpo.GRPOTrainer` on synthetic videos of fixed
 length (every prompt has ``frames/2 * (size/28)^2`` visual tokens) with a fixed completion length, and reports

@@ -127,7 +127,10 @@ class TimegrpoSide(Side):
 
     name = "timegrpo"
 
-    def __init__(self, work: Workload, share_prompt_prefix: bool | None = None) -> None:
+    def __init__(self, work: Workload, share_prompt_prefix: bool | None = None, tcfg: Any = None,
+                 teacher: Any = None) -> None:
+        """``share_prompt_prefix``: override the workload's; ``tcfg``: the recipe of the trainer (default
+        :func:`train_config`); ``teacher``: a frozen teacher for method ``opd`` (its vision tower is probed too)."""
         super().__init__(work.config)
         import timegrpo.trainer.grpo as trainer_module
         import timegrpo.trainer.prefetch as prefetch_module
@@ -139,13 +142,13 @@ class TimegrpoSide(Side):
         self.share = cfg.share_prompt_prefix if share_prompt_prefix is None else share_prompt_prefix
         if self.share != cfg.share_prompt_prefix:
             self.name = f"timegrpo (prefix {'shared' if self.share else 'not shared'})"
-        tcfg = train_config(work, self.share)
+        tcfg = tcfg or train_config(work, self.share)
         model, processor = load_policy(str(work.model_path), dtype=cfg.resolved_dtype(),
                                        gradient_checkpointing=cfg.gradient_checkpointing)
         accelerator = make_accelerator(gradient_accumulation_steps=1,
                                        mixed_precision="bf16" if cfg.resolved_dtype() == "bfloat16" else "no")
         self.trainer = trainer = GRPOTrainer(tcfg, model, processor, work.samples, work.video_source(),
-                                             accelerator=accelerator)
+                                             accelerator=accelerator, teacher=teacher)
         trainer.sampling = replace(trainer.sampling, min_completion_length=cfg.completion_len)
         self.probe_models([trainer.model, trainer.reference, trainer.teacher])
         self.plog = ProcessorLog(processor)

@@ -33,18 +33,28 @@ class BenchOptions:
     workdir: str | None = core.opt(None, "where temporary models, videos and caches go (default: $TMPDIR)")
     peak_tflops: float | None = core.opt(None, "device peak TFLOP/s for model FLOPs utilisation (default: known "
                                                "GPUs' bf16 peak)")
+    method: str = core.opt("grpo", "grpo: one GRPO step phase by phase (with --vs-trl, beside TRL's); opd: a "
+                                   "Video-OPD step (G 1, a frozen teacher) next to a GRPO step on the same prompts "
+                                   "(timegrpo.bench.opd)")
+    teacher: str | None = core.opt(None, "--method opd: the teacher's folder (same tokenizer; default: the "
+                                         "benchmarked model itself, a teacher of the student's size)")
     workload: BenchConfig = core.section(BenchConfig, "the work of one benchmark")
 
     def __post_init__(self) -> None:
         if self.suite is not None:
             core.check_choice("suite", self.suite, tuple(SUITES))
+        core.check_choice("method", self.method, ("grpo", "opd"))
+        core.check(self.method == "opd" or self.teacher is None, "teacher", "is for --method opd only")
+        core.check(self.method == "grpo" or not self.workload.vs_trl, "workload.vs_trl",
+                   "compares GRPO with TRL's trainer; leave it out with --method opd")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from timegrpo import bench
 
     core.add_command(subparsers, "bench", BenchOptions, run,
-                     help="time GRPO steps phase by phase, optionally side by side with TRL", description=bench.__doc__)
+                     help="time GRPO steps phase by phase, optionally side by side with TRL (or "
+                     "Video-OPD's beside GRPO's: --method opd)", description=bench.__doc__)
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[BenchOptions | None, list[BenchConfig]]:
@@ -65,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     opts, configs = configs_from_args(args)
     if opts is None:
         return 0
+    if opts.method == "opd":
+        return _run_opd(opts, configs)
     from timegrpo.bench import run_workloads
     from timegrpo.bench.report import write_markdown
 
@@ -81,4 +93,21 @@ def run(args: argparse.Namespace) -> int:
         write_markdown(results, opts.markdown, argv=sys.argv, suite=opts.suite,
                        description=SUITES[opts.suite][0] if opts.suite else "")
         logger.info("wrote %s", opts.markdown)
+    return 0
+
+
+def _run_opd(opts: BenchOptions, configs: list[BenchConfig]) -> int:
+    """``--method opd``: :func:`timegrpo.bench.opd.run_opd_workloads`, the same outputs as a GRPO bench."""
+    from timegrpo.bench.opd import run_opd_workloads, write_opd_markdown
+
+    results = run_opd_workloads(configs, threads=opts.threads, teacher=opts.teacher, workdir=opts.workdir)
+    out: dict[str, Any] = results[0] if len(results) == 1 else {"suite": opts.suite, "workloads": results}
+    text = json.dumps(out, indent=2, default=float)
+    if opts.json:
+        print(text)
+    if opts.json_out:
+        Path(opts.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(opts.json_out).write_text(text + "\n", encoding="utf-8")
+    if opts.markdown:
+        write_opd_markdown(results, opts.markdown, sys.argv)
     return 0

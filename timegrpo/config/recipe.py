@@ -276,7 +276,8 @@ class RLConfig(OptimConfig):
     SECTION: ClassVar[str] = "train"
 
     shuffle_dataset: bool = opt(True, "Shuffle the training samples each epoch (seeded).")
-    num_generations: int = opt(8, "Completions sampled per prompt (G). GRPO needs >= 2; Video-OPD uses 1.")
+    num_generations: int = opt(
+        8, "Completions sampled per prompt (G). GRPO needs >= 2; Video-OPD (method opd) must use 1.")
     num_iterations: int = opt(
         1, "Optimiser passes over each batch of rollouts (mu). > 1 makes the ratio rho != 1 and clipping act."
     )
@@ -451,6 +452,11 @@ class RecipeConfig:
         if self.method == "opd":
             check(bool(self.train.teacher_model_name_or_path), "train.teacher_model_name_or_path",
                    "is required with method: opd (the teacher that scores the student's tokens)")
+            check(self.train.num_generations == 1, "train.num_generations",
+                  f"must be 1 for method: opd, got {self.train.num_generations}: Video-OPD samples one completion "
+                  "per prompt and the teacher's per-token log-probs are its reward, so there is no group baseline "
+                  "and more samples per prompt only cost rollout time (use more prompts instead: "
+                  "per_device_train_batch_size)")
         else:
             check(self.train.num_generations >= 2, "train.num_generations",
                    f"must be >= 2 for method {self.method!r} (the group baseline needs two samples), "

@@ -191,6 +191,63 @@ def load_frozen(name_or_path: str, *, dtype: str = "bfloat16", attn_implementati
     return model
 
 
+#: Video-processor settings the teacher's vision tower must share: it encodes the student's video patches.
+SHARED_VIDEO_SETTINGS = ("patch_size", "temporal_patch_size", "merge_size")
+
+
+def _tokenizer(processor: Any) -> Any:
+    return getattr(processor, "tokenizer", processor)
+
+
+def tokenizer_mismatches(student: Any, teacher: Any) -> list[str]:
+    """What a teacher's processor (or tokenizer) does not share with the student's, in words; empty when it
+    shares all of it.
+
+    The teacher of Video-OPD scores the student's own token ids (prompt, video placeholders and completion) in
+    one forward, so it needs: the same vocabulary (token -> id, added tokens included), the same special tokens
+    (``special_tokens_map``: bos/eos/pad/...; each added token's special flag) and, for a video model, the same
+    ``patch_size``, ``temporal_patch_size`` and ``merge_size`` of the video processor (its vision tower reads the
+    student's patches and must produce one feature per video placeholder). Compared by value, never by object.
+    """
+    a, b = _tokenizer(student), _tokenizer(teacher)
+    out: list[str] = []
+    va, vb = a.get_vocab(), b.get_vocab()
+    if va != vb:
+        differ = sorted(t for t in set(va) | set(vb) if va.get(t) != vb.get(t))
+        shown = ", ".join(f"{t!r}: {va.get(t)} vs {vb.get(t)}" for t in differ[:3])
+        out.append(f"vocabulary: {len(va)} vs {len(vb)} tokens, {len(differ)} with another id or missing ({shown})")
+    sa, sb = dict(a.special_tokens_map), dict(b.special_tokens_map)
+    if sa != sb:
+        roles = sorted(k for k in set(sa) | set(sb) if sa.get(k) != sb.get(k))
+        out.append("special tokens: " + ", ".join(f"{k} {sa.get(k)!r} vs {sb.get(k)!r}" for k in roles))
+    flags_a = {t.content: t.special for t in a.added_tokens_decoder.values()}
+    flags_b = {t.content: t.special for t in b.added_tokens_decoder.values()}
+    flagged = sorted(t for t in set(flags_a) & set(flags_b) if flags_a[t] != flags_b[t])
+    if flagged:
+        out.append(f"added tokens special in one only: {', '.join(map(repr, flagged[:5]))}")
+    pa, pb = getattr(student, "video_processor", None), getattr(teacher, "video_processor", None)
+    if pa is not None and pb is not None:
+        diffs = [f"{k} {getattr(pa, k, None)} vs {getattr(pb, k, None)}" for k in SHARED_VIDEO_SETTINGS
+                 if getattr(pa, k, None) != getattr(pb, k, None)]
+        if diffs:
+            out.append("video processor: " + ", ".join(diffs))
+    return out
+
+
+def check_same_tokenizer(student: Any, teacher: Any, *, student_name: str, teacher_name: str) -> None:
+    """Raise :class:`timegrpo.config.ConfigError` naming both models when the teacher's processor does not
+    share the student's tokens (:func:`tokenizer_mismatches`)."""
+    from timegrpo.config.core import ConfigError
+
+    problems = tokenizer_mismatches(student, teacher)
+    if problems:
+        raise ConfigError(
+            f"train.teacher_model_name_or_path: the teacher {teacher_name!r} does not share the tokenizer of the "
+            f"student {student_name!r} ({'; '.join(problems)}); Video-OPD's teacher scores the student's own "
+            "token ids, so pick a teacher of the same family and tokenizer (e.g. Qwen3-VL-32B for a Qwen3-VL-8B "
+            "student)")
+
+
 def merged_lora_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor] | None,
                            gather: Callable[[list[nn.Parameter]], AbstractContextManager[Any]] = lambda ps: nullcontext(),
                            ) -> dict[str, torch.Tensor] | None:

@@ -127,6 +127,24 @@ def load_frozen_model(cfg: Any, name_or_path: str) -> Any:
                        trust_remote_code=m.trust_remote_code)
 
 
+def load_teacher(cfg: Any, processor: Any) -> Any:
+    """The Video-OPD teacher ``train.teacher_model_name_or_path``, frozen, after checking (before its weights
+    load) that its processor shares the student's tokens: a :class:`ConfigError` naming both models otherwise
+    (:func:`timegrpo.models.loading.check_same_tokenizer`)."""
+    from transformers import AutoProcessor
+
+    from timegrpo.models.loading import check_same_tokenizer
+
+    name = cfg.train.teacher_model_name_or_path
+    try:
+        teacher_processor = AutoProcessor.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
+    except OSError as err:
+        raise ConfigError(f"train.teacher_model_name_or_path: could not load the processor of the teacher {name!r} "
+                          f"({err}); pass a local checkpoint folder or a Hub id reachable from this machine") from err
+    check_same_tokenizer(processor, teacher_processor, student_name=cfg.model.model_name_or_path, teacher_name=name)
+    return load_frozen_model(cfg, name)
+
+
 def build_trainer(cfg: Any) -> GRPOTrainer:
     """A :class:`timegrpo.trainer.grpo.GRPOTrainer` for a recipe's ``train`` section (with its teacher for
     Video-OPD, and the ``masking`` section's frame transform). The reference (``beta != 0`` without LoRA) is a copy of the policy, or a fresh load of its
@@ -136,7 +154,7 @@ def build_trainer(cfg: Any) -> GRPOTrainer:
     samples = load_samples(cfg)
     transform = build_frame_transform(cfg, samples)  # checked before the model loads
     model, processor = load_model(cfg)
-    teacher = load_frozen_model(cfg, t.teacher_model_name_or_path) if t.teacher_model_name_or_path else None
+    teacher = load_teacher(cfg, processor) if t.teacher_model_name_or_path else None
     trainer = GRPOTrainer(cfg, model, processor, samples, build_videos(cfg, processor), accelerator=accelerator,
                           teacher=teacher, load_reference=lambda: load_frozen_model(cfg, cfg.model.model_name_or_path),
                           frame_transform=transform)
