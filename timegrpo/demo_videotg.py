@@ -31,7 +31,7 @@ agent taught to say ``none`` can (seed 0, 1000 videos, 800 steps: precision 0.89
 
 Curriculum masking is the trainer's (the recipe's ``masking`` section: ``max_fraction``, hard samples by the
 ``difficulty_bucket`` that ``select`` writes into ``meta``); :func:`masking_overrides` is the one place that
-turns it on, and ``report["curriculum"]["masking"]`` says whether it ran. Departures from the paper: the agents
+turns it on, and ``report["curriculum"]["masking"]`` says how it ran. Departures from the paper: the agents
 are small models made here (VideoTG-R1 asks a separate, larger frozen video LLM), the DEA is the warm start
 itself, and a few hundred steps on 56x56 synthetic videos. The GRPO wall seconds are training only; the agents'
 seconds are in ``timings_s``.
@@ -73,18 +73,10 @@ def precision_recall(flagged: Sequence[bool], truth: Sequence[bool]) -> dict[str
 
 
 def masking_overrides(max_fraction: float) -> tuple[list[str], str]:
-    """Recipe overrides that turn on curriculum masking for the curriculum run, and what happened, in words.
-
-    The trainer's masking is the recipe's ``masking`` section (``max_fraction``, ``until``, ``order``,
-    ``buckets``); while a checkout's recipe has no such section the run goes without masking and says so.
-    """
-    from timegrpo.config.core import sections_of
-    from timegrpo.config.recipe import RecipeConfig
-
+    """Recipe overrides that turn on curriculum masking for the curriculum run (the recipe's ``masking``
+    section: ``max_fraction``, hard samples by default), and what they do, in words."""
     if max_fraction == 0:
         return [], "off (videotg.mask_max_fraction 0)"
-    if "masking" not in sections_of(RecipeConfig):
-        return [], "not applied: this checkout's recipe has no masking section (the trainer cannot mask yet)"
     return ["--masking.max_fraction", str(max_fraction)], f"on: max_fraction {max_fraction}, hard samples"
 
 
