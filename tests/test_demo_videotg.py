@@ -80,6 +80,12 @@ def test_videotg_demo_small_run_writes_the_report(tmp_path):
         assert {k: got[k] for k in ("mIoU", "R1@0.5", "R1@0.7")} == pytest.approx(
             {k: expected[k] for k in ("mIoU", "R1@0.5", "R1@0.7")})
     assert isinstance(report["curriculum"]["masking"], str) and report["curriculum"]["masking"]
+    # masking really runs in the curriculum arm (the trainer logs it), and blacks out frames of its hard samples
+    logged = _lines(out / "grpo_curriculum" / "metrics.jsonl")
+    assert all("masking/masked_share" in m for m in logged)
+    if any(s.meta["difficulty_bucket"] == "hard" for s in subset):
+        assert report["curriculum"]["masked_share_mean"] > 0
+    assert report["full"]["masked_share_mean"] == 0.0
     assert report["curriculum_minus_full_mIoU"] == round(report["curriculum"]["mIoU"] - report["full"]["mIoU"], 2)
     assert _lines(out / "grpo_curriculum" / "metrics.jsonl")[-1]["step"] == 2
 

@@ -205,15 +205,19 @@ def _agents(dc: DemoConfig, cfg: Any, out: Path, warm: Any, processor: Any,
 def _grpo(cfg: Any, warm: Any, processor: Any, samples: list[Any], videos: Any,
           evaluate: Callable[[str, Any], dict[str, float]], tag: str) -> dict[str, Any]:
     """GRPO from a copy of ``warm`` on ``samples``; the held-out metrics, steps and training wall seconds."""
+    from timegrpo.trainer.build import build_frame_transform
     from timegrpo.trainer.grpo import GRPOTrainer
 
     t0 = time.perf_counter()
-    trainer = GRPOTrainer(cfg, copy.deepcopy(warm), processor, samples, videos)
+    trainer = GRPOTrainer(cfg, copy.deepcopy(warm), processor, samples, videos,
+                          frame_transform=build_frame_transform(cfg, samples))  # the recipe's masking section
     logs = trainer.train(progress=False, on_step=_every(50, f"grpo {tag}", "reward", "iou"))
     wall = round(time.perf_counter() - t0, 1)
     metrics = evaluate(tag, trainer.accelerator.unwrap_model(trainer.model))
+    masked = [m["masking/masked_share"] for m in logs if "masking/masked_share" in m]
     return {**{k: metrics[k] for k in KEYS}, "format_rate": metrics["format_rate"], "wall_s": wall,
-            "steps": len(logs), "samples": len(samples), "train_iou_last": logs[-1].get("iou") if logs else None}
+            "steps": len(logs), "samples": len(samples), "train_iou_last": logs[-1].get("iou") if logs else None,
+            "masked_share_mean": sum(masked) / len(masked) if masked else 0.0}
 
 
 @register_demo("videotg", sft_steps=900, rl_steps=300)
