@@ -65,7 +65,7 @@ def _rescore(out, part, truth):
 def test_opd_demo_small_run_writes_the_report(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--method", "opd", "--out", str(out), "--n-videos", "28", "--test-size", "4",
-                 "--sft-steps", "30", "--threads", "1", "--opd.teacher_steps", "4", "--opd.seconds", "2",
+                 "--threads", "1", "--opd.student_steps", "30", "--opd.teacher_steps", "4", "--opd.seconds", "2",
                  "--opd.pool", "8", "--opd.k", "4", "--opd.rounds", "2", "--opd.prompts", "2", "--opd.teacher_n", "2",
                  "--opd.student_n", "2"]) == 0
     report = json.loads((out / "report.json").read_text())

@@ -109,18 +109,23 @@ class VideoTGOptions:
 class OPDOptions:
     """Section ``opd``: what ``--method opd`` (:mod:`timegrpo.demo_opd`) adds to the shared options."""
 
-    teacher_steps: int = field(default=700, metadata={"help": "the teacher: the student's warm start trained this "
-                                                             "many more SFT steps on the CLEAN train labels"})
-    seconds: float = field(default=100.0, metadata={"help": "wall time of each of GRPO, OPD with TVDF and OPD with "
+    student_steps: int = field(default=600, metadata={"help": "SFT steps of the student's warm start (the grounding "
+                                                             "demo's SFT, stopped before its jump so that the teacher "
+                                                             "has something to teach; sft_steps is not used here)"})
+    teacher_steps: int = field(default=500, metadata={"help": "the teacher: the student's warm start trained this "
+                                                             "many more SFT steps on the CLEAN train labels, the "
+                                                             "learning rate decaying linearly to 0"})
+    seconds: float = field(default=150.0, metadata={"help": "wall time of each of GRPO, OPD with TVDF and OPD with "
                                                            "random selection (training plus the student's "
                                                            "re-scoring)"})
     rounds: int = field(default=3, metadata={"help": "TVDF rounds (each re-scores the student, selects k, trains)"})
-    pool: int = field(default=256, metadata={"help": "train samples scored each round (the first N of train)"})
-    k: int = field(default=64, metadata={"help": "samples selected per round"})
+    pool: int = field(default=700, metadata={"help": "train samples scored each round (the first N of train)"})
+    k: int = field(default=256, metadata={"help": "samples selected per round"})
     selector: str = field(default="tvdf", metadata={"help": "TVDF selector: tvdf (top-k delta), tvdf_even, "
                                                             "tvdf_buckets or tvdf_gaussian"})
     teacher_n: int = field(default=4, metadata={"help": "teacher answers per pool sample (k_t; reliability)"})
-    student_n: int = field(default=4, metadata={"help": "student answers per pool sample, each round"})
+    student_n: int = field(default=2, metadata={"help": "student answers per pool sample, each round (the recipe's "
+                                                           "4 would spend a third of OPD's time scoring)"})
     prompts: int = field(default=8, metadata={"help": "prompts per OPD step (one completion each)"})
     learning_rate: float = field(default=3e-4, metadata={"help": "OPD's learning rate (constant; GRPO keeps the "
                                                                  "recipe's)"})
@@ -129,7 +134,7 @@ class OPDOptions:
         from timegrpo.curriculum.tvdf import TVDF_SELECTORS
 
         check_choice("opd.selector", self.selector, tuple(TVDF_SELECTORS.names()))
-        for name in ("teacher_steps", "rounds", "pool", "k", "teacher_n", "student_n", "prompts"):
+        for name in ("student_steps", "teacher_steps", "rounds", "pool", "k", "teacher_n", "student_n", "prompts"):
             check(getattr(self, name) >= 1, f"opd.{name}", f"must be >= 1, got {getattr(self, name)}")
         check(self.k <= self.pool, "opd.k", f"must be <= opd.pool ({self.pool}), got {self.k}")
         check(self.seconds > 0 and self.learning_rate > 0, "opd", "need seconds > 0 and learning_rate > 0")
@@ -222,13 +227,14 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def _sft(cfg: Any, model: Any, processor: Any, train: list[Any], videos: Any, out: Path, *, seed: int,
-         steps: int) -> Any:
-    """The demo's SFT: the recipe's learning rate, constant, 16 videos a step, no intermediate checkpoint, and
-    the short fixed-rationale target the tiny model learns in seconds."""
+         steps: int, schedule: str = "constant") -> Any:
+    """The demo's SFT: the recipe's learning rate, ``schedule`` (constant; ``linear`` decays it to 0 over
+    ``steps``), 16 videos a step, no intermediate checkpoint, and the short fixed-rationale target the tiny model
+    learns in seconds."""
     from timegrpo.prompts import FIXED_RATIONALE_TARGET
     from timegrpo.trainer.sft import SFTTrainer
 
-    sft = replace(cfg.sft, lr_scheduler_type="constant", warmup_ratio=0.0, per_device_train_batch_size=16,
+    sft = replace(cfg.sft, lr_scheduler_type=schedule, warmup_ratio=0.0, per_device_train_batch_size=16,
                   gradient_accumulation_steps=1, weight_decay=0.0, max_grad_norm=1.0, completion_only_loss=True,
                   seed=seed, max_steps=steps, save_steps=0, output_dir=str(out))
     return SFTTrainer(replace(cfg, sft=sft), model, processor, train, videos, target=FIXED_RATIONALE_TARGET)

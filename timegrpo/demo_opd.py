@@ -1,11 +1,13 @@
 """``timegrpo demo --method opd``: Video-OPD (SPEC section 3) end to end on CPU, beside GRPO for the same wall time.
 
 1. the grounding demo's synthetic benchmark (train boundaries jittered by ``label_jitter``, held-out exact), tiny
-   model and SFT warm start on the noisy labels (``sft_steps``, :mod:`timegrpo.demo`): the STUDENT's start,
-   evaluated ("before");
-2. the TEACHER: that warm start trained ``opd.teacher_steps`` more SFT steps on the CLEAN train labels (the
-   synthetic benchmark keeps them in ``meta["clean_windows"]``), evaluated ("teacher"); it shares the student's
-   tokenizer by construction;
+   model and SFT warm start on the noisy labels (:mod:`timegrpo.demo`), for ``opd.student_steps`` (fewer than the
+   grounding demo's ``sft_steps``: stopped before the jump of its SFT, so that the teacher has something to
+   teach): the STUDENT's start, evaluated ("before");
+2. the TEACHER: that warm start trained ``opd.teacher_steps`` more SFT steps (learning rate decaying linearly to 0,
+   for a settled model) on the CLEAN train labels (the
+   synthetic benchmark keeps them in ``meta["clean_windows"]``; each boundary moved by less than half a frame
+   interval, see :func:`clean_labels`), evaluated ("teacher"); it shares the student's tokenizer by construction;
 3. the teacher answers each of the first ``opd.pool`` train queries ``opd.teacher_n`` times (sampled, temperature 1),
    once; its IoUs are measured against the noisy train labels, the only ones a user would have;
 4. from the same warm start, for ``opd.seconds`` of wall time each:
@@ -46,6 +48,8 @@ from typing import Any
 from timegrpo.demo import DemoConfig, _evaluator, _every, _sft, _synthesise, _table, register_demo
 
 KEYS = ("mIoU", "R1@0.3", "R1@0.5", "R1@0.7")
+#: Seconds the teacher's clean boundaries may move (half the 0.5 s between frames of the 2-fps synthetic videos).
+SUBFRAME = 0.25
 #: Prompts per ``generate`` call while scoring the pool (each with ``n`` answers).
 SCORE_BATCH = 16
 
@@ -55,14 +59,34 @@ def _say(msg: str) -> None:
     sys.stdout.flush()
 
 
-def clean_labels(samples: Sequence[Any]) -> list[Any]:
-    """The samples with their clean windows (``meta["clean_windows"]``, which the synthetic benchmark keeps).
+def clean_labels(samples: Sequence[Any], seed: int, offset: float = SUBFRAME) -> list[Any]:
+    """The samples with their clean windows (``meta["clean_windows"]``, which the synthetic benchmark keeps), each
+    boundary moved by ``U(-offset, offset)`` (seeded per sample), kept inside ``[0, duration]`` and in order.
+
+    Why the offset: clean windows fall on the frame grid (multiples of 0.5 s at 2 fps), so a teacher trained on them
+    writes only ``.00`` and ``.50``, while the student (trained on jittered labels) spreads its decimals; the
+    teacher's per-token reward would then be spent on the decimal token. ``SUBFRAME`` (0.25 s) is half the time
+    between frames: no video can tell these windows from the clean ones.
 
     >>> from timegrpo.data.schema import Sample
-    >>> clean_labels([Sample("q", "v", None, 9.0, "x", [(1.2, 2.9)], meta={"clean_windows": [[1.0, 3.0]]})])[0].windows
+    >>> s = Sample("q", "v", None, 9.0, "x", [(1.2, 2.9)], meta={"clean_windows": [[1.0, 3.0]]})
+    >>> clean_labels([s], seed=0, offset=0.0)[0].windows
     [(1.0, 3.0)]
+    >>> [abs(a - b) <= 0.25 for a, b in zip(clean_labels([s], seed=0)[0].windows[0], (1.0, 3.0))]
+    [True, True]
     """
-    return [replace(s, windows=[(float(a), float(b)) for a, b in s.meta["clean_windows"]]) for s in samples]
+    import random
+
+    out = []
+    for s in samples:
+        rng = random.Random(f"{seed}:{s.qid}")
+        windows = []
+        for a, b in s.meta["clean_windows"]:
+            lo = min(max(float(a) + rng.uniform(-offset, offset), 0.0), s.duration)
+            hi = min(max(float(b) + rng.uniform(-offset, offset), 0.0), s.duration)
+            windows.append((round(lo, 2), round(hi, 2)) if hi > lo else (float(a), float(b)))
+        out.append(replace(s, windows=windows))
+    return out
 
 
 def score_ious(model: Any, processor: Any, samples: Sequence[Any], videos: Any, n: int, *, template: str,
@@ -196,15 +220,15 @@ def run_opd_demo(dc: DemoConfig) -> dict[str, Any]:
     evaluate = _evaluator(out, processor, test, videos, cfg, lap)
     results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    logs = {"sft": _sft(cfg, model, processor, train, videos, out / "sft", seed=dc.seed, steps=dc.sft_steps).train(
+    logs = {"sft": _sft(cfg, model, processor, train, videos, out / "sft", seed=dc.seed, steps=o.student_steps).train(
         progress=False, on_step=_every(100, "sft", "loss"))}
     results["before"] = {**evaluate("before", model), "seconds": lap("student warm start (sft)", t0)}
     model.save_pretrained(out / "warm_start")
     processor.save_pretrained(out / "warm_start")
 
     teacher, t0 = copy.deepcopy(model), time.perf_counter()
-    logs["teacher"] = _sft(cfg, teacher, processor, clean_labels(train), videos, out / "teacher", seed=dc.seed + 1,
-                           steps=o.teacher_steps).train(progress=False, on_step=_every(100, "teacher", "loss"))
+    logs["teacher"] = _sft(cfg, teacher, processor, clean_labels(train, dc.seed), videos, out / "teacher", seed=dc.seed + 1,
+                           steps=o.teacher_steps, schedule="linear").train(progress=False, on_step=_every(100, "teacher", "loss"))
     results["teacher"] = {**evaluate("teacher", teacher), "seconds": lap("teacher (sft on clean labels)", t0)}
     teacher.eval().requires_grad_(False)
     pool, t0 = train[:o.pool], time.perf_counter()
