@@ -114,7 +114,8 @@ def opd_recipe(cfg: Any, dc: DemoConfig, out: Path, seed: int) -> Any:
     prompts a step, ``opd.learning_rate`` constant, no step limit (the wall time stops it), every step logged."""
     o = dc.opd
     train = replace(cfg.train, num_generations=1, per_device_train_batch_size=o.prompts, loss_type="dapo",
-                    learning_rate=o.learning_rate, lr_scheduler_type="constant", beta=0.0, max_steps=10**6, logging_steps=1,
+                    learning_rate=o.learning_rate, lr_scheduler_type="constant", beta=0.0, max_steps=10**6,
+                    logging_steps=1,
                     teacher_model_name_or_path="the demo's teacher (in memory)", output_dir=str(out), seed=seed)
     return replace(cfg, method="opd", train=train)
 
@@ -227,8 +228,9 @@ def run_opd_demo(dc: DemoConfig) -> dict[str, Any]:
     processor.save_pretrained(out / "warm_start")
 
     teacher, t0 = copy.deepcopy(model), time.perf_counter()
-    logs["teacher"] = _sft(cfg, teacher, processor, clean_labels(train, dc.seed), videos, out / "teacher", seed=dc.seed + 1,
-                           steps=o.teacher_steps, schedule="linear").train(progress=False, on_step=_every(100, "teacher", "loss"))
+    logs["teacher"] = _sft(cfg, teacher, processor, clean_labels(train, dc.seed), videos, out / "teacher",
+                           seed=dc.seed + 1, steps=o.teacher_steps, schedule="linear").train(
+        progress=False, on_step=_every(100, "teacher", "loss"))
     results["teacher"] = {**evaluate("teacher", teacher), "seconds": lap("teacher (sft on clean labels)", t0)}
     teacher.eval().requires_grad_(False)
     pool, t0 = train[:o.pool], time.perf_counter()
