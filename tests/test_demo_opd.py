@@ -9,7 +9,7 @@ import pytest
 
 from timegrpo.cli import main
 from timegrpo.config import ConfigError
-from timegrpo.demo import DemoConfig, OPDOptions
+from timegrpo.demo import DemoConfig, OPDOptions, run_demo
 from timegrpo.demo_opd import round_selection
 from timegrpo.metrics import grounding_metrics
 from timegrpo.parsing import parse_answer
@@ -53,6 +53,8 @@ def test_opd_options_are_checked():
         OPDOptions(pool=8, k=9)
     with pytest.raises(ConfigError, match="method"):
         DemoConfig(method="distill")
+    with pytest.raises(ConfigError, match=r"rl_steps: demo 'opd' runs its RL for a wall time \(--opd.seconds\)"):
+        run_demo(DemoConfig(method="opd", rl_steps=5))  # refused before anything runs
 
 
 def _rescore(out, part, truth):
@@ -65,7 +67,7 @@ def _rescore(out, part, truth):
 def test_opd_demo_small_run_writes_the_report(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--method", "opd", "--out", str(out), "--n-videos", "28", "--test-size", "4",
-                 "--threads", "1", "--opd.student_steps", "30", "--opd.teacher_steps", "4", "--opd.seconds", "2",
+                 "--threads", "1", "--sft-steps", "30", "--opd.teacher_steps", "4", "--opd.seconds", "2",
                  "--opd.pool", "8", "--opd.k", "4", "--opd.rounds", "2", "--opd.prompts", "2", "--opd.teacher_n", "2",
                  "--opd.student_n", "2"]) == 0
     report = json.loads((out / "report.json").read_text())

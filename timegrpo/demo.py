@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from timegrpo.config.core import check, check_choice
+from timegrpo.config.core import ConfigError, check, check_choice
 from timegrpo.registry import Registry
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"
@@ -41,18 +41,19 @@ RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"
 @dataclass(frozen=True)
 class Demo:
     """A registered demo: its runner ``run(DemoConfig) -> report`` and its defaults for the shared step options
-    (``sft_steps``, ``rl_steps``) when the command line leaves them unset."""
+    (``sft_steps``, ``rl_steps``) when the command line leaves them unset; ``rl_steps`` None: the demo runs its RL
+    for a wall time of its own, and setting ``rl_steps`` is refused."""
 
     run: Callable[[Any], dict[str, Any]]
     sft_steps: int
-    rl_steps: int
+    rl_steps: int | None
 
 
 #: Demos by name (``timegrpo demo --method NAME``); see :func:`register_demo` and :func:`demo_methods`.
 DEMOS: Registry[Demo] = Registry("demo")
 
 
-def register_demo(name: str, *, sft_steps: int, rl_steps: int) -> Callable[[Any], Any]:
+def register_demo(name: str, *, sft_steps: int, rl_steps: int | None) -> Callable[[Any], Any]:
     """Register the decorated runner as demo ``name`` with its step defaults."""
     def add(run: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
         DEMOS.register(name, Demo(run, sft_steps, rl_steps))
@@ -109,9 +110,6 @@ class VideoTGOptions:
 class OPDOptions:
     """Section ``opd``: what ``--method opd`` (:mod:`timegrpo.demo_opd`) adds to the shared options."""
 
-    student_steps: int = field(default=600, metadata={"help": "SFT steps of the student's warm start (the grounding "
-                                                             "demo's SFT, stopped before its jump so that the teacher "
-                                                             "has something to teach; sft_steps is not used here)"})
     teacher_steps: int = field(default=500, metadata={"help": "the teacher: the student's warm start trained this "
                                                              "many more SFT steps on the CLEAN train labels, the "
                                                              "learning rate decaying linearly to 0"})
@@ -134,7 +132,7 @@ class OPDOptions:
         from timegrpo.curriculum.tvdf import TVDF_SELECTORS
 
         check_choice("opd.selector", self.selector, tuple(TVDF_SELECTORS.names()))
-        for name in ("student_steps", "teacher_steps", "rounds", "pool", "k", "teacher_n", "student_n", "prompts"):
+        for name in ("teacher_steps", "rounds", "pool", "k", "teacher_n", "student_n", "prompts"):
             check(getattr(self, name) >= 1, f"opd.{name}", f"must be >= 1, got {getattr(self, name)}")
         check(self.k <= self.pool, "opd.k", f"must be <= opd.pool ({self.pool}), got {self.k}")
         check(self.seconds > 0 and self.learning_rate > 0, "opd", "need seconds > 0 and learning_rate > 0")
@@ -152,10 +150,12 @@ class DemoConfig:
     test_size: int = field(default=200, metadata={"help": "held-out videos evaluated before/after"})
     label_jitter: float = field(default=1.5, metadata={"help": "train boundary noise, +-seconds (uniform)"})
     sft_steps: int | None = field(default=None, metadata={"help": "optimiser steps of the SFT warm start (16 "
-                                                                  "videos each; default: grounding 1350, videotg 900)"})
+                                                                  "videos each; default: grounding 1350, videotg 900, "
+                                                                  "opd 600: the student's start)"})
     rl_steps: int | None = field(default=None, metadata={"help": "GRPO steps (4 prompts x G 8 each; default: "
                                                                 "grounding 430, then continued SFT for the same wall "
-                                                                "time; videotg 300, full-data GRPO)"})
+                                                                "time; videotg 300, full-data GRPO; opd: not set, "
+                                                                "its runs last opd.seconds)"})
     max_seconds: float = field(default=0.0, metadata={"help": "optional cap on each of SFT and GRPO (0 = none)"})
     seed: int = field(default=0, metadata={"help": "seed of the data, the model and the runs"})
     family: str = field(default="qwen2_5_vl", metadata={"help": "tiny model family"})
@@ -276,6 +276,9 @@ def run_demo(dc: DemoConfig) -> dict[str, Any]:
     """Run the demo ``dc.method`` (:data:`DEMOS`), its step defaults filling the unset step options; returns
     the report also written to ``OUT/report.json``."""
     demo = demo_methods().get(dc.method)
+    if demo.rl_steps is None and dc.rl_steps is not None:
+        raise ConfigError(f"rl_steps: demo {dc.method!r} runs its RL for a wall time (--{dc.method}.seconds), "
+                          "not a number of steps; leave --rl-steps out")
     dc = replace(dc, sft_steps=demo.sft_steps if dc.sft_steps is None else dc.sft_steps,
                  rl_steps=demo.rl_steps if dc.rl_steps is None else dc.rl_steps)
     return demo.run(dc)

@@ -1,13 +1,13 @@
 """``timegrpo demo --method opd``: Video-OPD (SPEC section 3) end to end on CPU, beside GRPO for the same wall time.
 
 1. the grounding demo's synthetic benchmark (train boundaries jittered by ``label_jitter``, held-out exact), tiny
-   model and SFT warm start on the noisy labels (:mod:`timegrpo.demo`), for ``opd.student_steps`` (fewer than the
-   grounding demo's ``sft_steps``: stopped before the jump of its SFT, so that the teacher has something to
-   teach): the STUDENT's start, evaluated ("before");
+   model and SFT warm start on the noisy labels (:mod:`timegrpo.demo`), for ``sft_steps`` (600 here against the
+   grounding demo's 1350: stopped before the jump of its SFT, so that the teacher has something to teach): the
+   STUDENT's start, evaluated ("before");
 2. the TEACHER: that warm start trained ``opd.teacher_steps`` more SFT steps (learning rate decaying linearly to 0,
-   for a settled model) on the CLEAN train labels (the
-   synthetic benchmark keeps them in ``meta["clean_windows"]``; each boundary moved by less than half a frame
-   interval, see :func:`clean_labels`), evaluated ("teacher"); it shares the student's tokenizer by construction;
+   for a settled model) on the CLEAN train labels (the synthetic benchmark keeps them in ``meta["clean_windows"]``;
+   each boundary moved by less than half a frame interval, see :func:`clean_labels`), evaluated ("teacher"); it
+   shares the student's tokenizer by construction;
 3. the teacher answers each of the first ``opd.pool`` train queries ``opd.teacher_n`` times (sampled, temperature 1),
    once; its IoUs are measured against the noisy train labels, the only ones a user would have;
 4. from the same warm start, for ``opd.seconds`` of wall time each:
@@ -190,7 +190,7 @@ def _grpo(dc: DemoConfig, cfg: Any, model: Any, processor: Any, train: Sequence[
             time.perf_counter() - t0)
 
 
-@register_demo("opd", sft_steps=1350, rl_steps=430)
+@register_demo("opd", sft_steps=600, rl_steps=None)
 def run_opd_demo(dc: DemoConfig) -> dict[str, Any]:
     """Run every stage (see the module docstring); returns the report also written to ``OUT/report.json``."""
     import torch
@@ -221,7 +221,7 @@ def run_opd_demo(dc: DemoConfig) -> dict[str, Any]:
     evaluate = _evaluator(out, processor, test, videos, cfg, lap)
     results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    logs = {"sft": _sft(cfg, model, processor, train, videos, out / "sft", seed=dc.seed, steps=o.student_steps).train(
+    logs = {"sft": _sft(cfg, model, processor, train, videos, out / "sft", seed=dc.seed, steps=dc.sft_steps).train(
         progress=False, on_step=_every(100, "sft", "loss"))}
     results["before"] = {**evaluate("before", model), "seconds": lap("student warm start (sft)", t0)}
     model.save_pretrained(out / "warm_start")

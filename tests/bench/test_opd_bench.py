@@ -46,3 +46,25 @@ def test_opd_bench_refusals(tmp_path, capsys):
     other = save_tiny_vlm("qwen2_5_vl", tmp_path / "other", corpus=["zebra giraffe hippopotamus quokka"])
     assert main(["bench", "--method", "opd", "--teacher", str(other), *WORK, "--workdir", str(tmp_path)]) == 2
     assert f"the teacher '{other}' does not share the tokenizer" in capsys.readouterr().err
+
+
+def test_opd_bench_charges_the_teachers_video_encoding_to_its_logprob_phase(tmp_path, monkeypatch):
+    """The teacher encodes the videos with its own vision tower (the trainer module's only ``encode_videos``
+    call); a planted 0.2 s in that call must land in OPD's ``logprob`` phase, not in ``other``."""
+    import time
+
+    import timegrpo.trainer.grpo as trainer_module
+
+    real = trainer_module.encode_videos
+
+    def slow(*args, **kwargs):
+        time.sleep(0.2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "encode_videos", slow)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["bench", "--method", "opd", *WORK, "--json", "--workdir", str(tmp_path)]) == 0
+    opd, grpo = json.loads(out.getvalue())["opd"], json.loads(out.getvalue())["grpo"]
+    assert opd["phases"]["logprob"] >= 0.2 > opd["phases"]["other"]
+    assert grpo["phases"]["logprob"] < 0.2  # GRPO has no teacher: the planted call never runs on its side

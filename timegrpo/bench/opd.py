@@ -13,8 +13,9 @@ drifts in machine load hit both alike:
   the student's size; the paper's teacher is 4x larger (32B for an 8B student), so its forward weighs more there).
 
 Both completions are fixed at ``completion_len`` tokens. The phases are those of :mod:`timegrpo.bench.sides`; the
-teacher's forward is a ``logprob`` phase. Both sides time the same module functions (the second one's wrappers
-around the first one's), so before each step a side drops what its timer recorded during the other side's step.
+teacher's forward, its video encoding (its own vision tower) included, is a ``logprob`` phase. Both sides time the
+same module functions (the second one's wrappers around the first one's), so before each step a side drops what its
+timer recorded during the other side's step.
 Figures are medians over the timed steps; ``step_time_ratio`` is OPD / GRPO of the medians, the paired ratio the
 median of the step-by-step ratios.
 """

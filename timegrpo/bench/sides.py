@@ -160,6 +160,8 @@ class TimegrpoSide(Side):
         self._wrap_global(trainer_module, "generate", "generation")
         p.wrap(trainer, "score", t, "reward")
         self._wrap_global(trainer_module, "completion_logps", _logprob_phase)
+        # the trainer module encodes videos only for a teacher (its own vision tower): part of its scoring
+        self._wrap_global(trainer_module, "encode_videos", "logprob")
         p.wrap(trainer.accelerator, "backward", t, "backward")
         p.wrap(trainer.accelerator, "clip_grad_norm_", t, "optimizer")
         p.wrap(trainer.optimizer, "step", t, "optimizer")
