@@ -91,11 +91,13 @@ def test_opd_demo_small_run_writes_the_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_opd_demo_default_gains_over_its_start(tmp_path):
-    """The issue's bar: OPD with TVDF raises held-out mIoU by >= 5 over the student's start, from a teacher that is
-    clearly stronger; GRPO's result for the same wall time is reported beside it."""
+@pytest.mark.parametrize("seed", [0, 1])
+def test_opd_demo_default_gains_over_its_start(tmp_path, seed):
+    """The issue's bar, on two seeds: OPD with TVDF raises held-out mIoU by >= 5 over the student's start, from a
+    teacher that is clearly stronger; GRPO's result for the same wall time is reported beside it. (2026-11-26: seed
+    0 +5.7, seed 1 +4.0, seed 2 +1.9: met on seed 0 only, see the README.)"""
     out = tmp_path / "demo"
-    assert main(["demo", "--method", "opd", "--out", str(out)]) == 0
+    assert main(["demo", "--method", "opd", "--out", str(out), "--seed", str(seed)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["gain_mIoU"]["opd"] >= 5.0, report
     assert report["teacher"]["mIoU"] >= report["before"]["mIoU"] + 10.0
