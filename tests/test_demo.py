@@ -67,10 +67,12 @@ def test_demo_small_run_writes_the_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_default_grpo_gains_over_its_start(tmp_path):
-    """The issue's bar: GRPO raises held-out mIoU by >= 5 over its starting checkpoint, format rate >= 95%."""
+@pytest.mark.parametrize("seed", [0, 1])
+def test_demo_default_grpo_gains_over_its_start(tmp_path, seed):
+    """The issue's bar, on two seeds: GRPO raises held-out mIoU by >= 5 over its starting checkpoint, format rate
+    >= 95% (2026-11-26: +7.1 and +8.9)."""
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--seed", str(seed)]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["grpo_gain_mIoU"] >= 5.0, report
     assert report["after"]["format_rate"] >= 95.0

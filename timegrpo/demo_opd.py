@@ -2,7 +2,7 @@
 
 1. the grounding demo's synthetic benchmark (train boundaries jittered by ``label_jitter``, held-out exact), tiny
    model and SFT warm start on the noisy labels (:mod:`timegrpo.demo`), for ``sft_steps`` (600 here against the
-   grounding demo's 1350: stopped before the jump of its SFT, so that the teacher has something to teach): the
+   grounding demo's 1000: stopped before the jump of its SFT, so that the teacher has something to teach): the
    STUDENT's start, evaluated ("before");
 2. the TEACHER: that warm start trained ``opd.teacher_steps`` more SFT steps (learning rate decaying linearly to 0,
    for a settled model) on the CLEAN train labels (the synthetic benchmark keeps them in ``meta["clean_windows"]``;

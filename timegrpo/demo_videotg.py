@@ -5,7 +5,7 @@
    ``planted_partial``, ``other_window``); train boundaries jittered by ``label_jitter``; held-out labels
    complete (:mod:`timegrpo.data.synthetic`);
 2. the grounding demo's tiny model and SFT warm start (:mod:`timegrpo.demo`; ``sft_steps``, 900 here against
-   the grounding demo's 1350), evaluated ("before") and saved as ``OUT/warm_start``;
+   the grounding demo's 1000), evaluated ("before") and saved as ``OUT/warm_start``;
 3. the Boundary Reflection Agent over the train pool (``timegrpo curriculum reflect``, 3 answers, 2 must agree).
    Its frozen model depends on the variant (:data:`AGENTS`): ``instruction`` (the default, the paper's
    question: other time ranges or ``none``) asks a copy of the warm start taught that question by
