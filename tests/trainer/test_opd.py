@@ -110,3 +110,4 @@ def test_teacher_is_prepared_frozen_and_scores_the_students_tokens(synth_dir, tm
     assert m["opd/reward_mean"] != 0.0 and m["loss"] == pytest.approx(-m["opd/reward_mean"], rel=1e-5)
     assert any(not torch.equal(v, diff.model.state_dict()[k]) for k, v in before.items())
     assert json.dumps(m)  # every metric is a plain number
+    assert "frac_reward_zero_std" not in m and "reward_std" not in m  # group statistics mean nothing with G 1

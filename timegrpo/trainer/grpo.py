@@ -288,7 +288,8 @@ class GRPOTrainer(TrainLoop):
         t_rollout = time.perf_counter() - t0
         loss_logs = [self._backward(mb, tokens) for _ in range(t.num_iterations) for mb in buffer]
         self.state["step"] = step + 1
-        metrics = self.reduce({"frac_reward_zero_std": zero_std}, "mean")
+        # a group of one (OPD) has no spread: the group statistics would read 1.0 and 0 and mean nothing
+        metrics = self.reduce({"frac_reward_zero_std": zero_std}, "mean") if t.num_generations > 1 else {}
         metrics.update(rollout_metrics(logs, self.reduce))
         metrics.update(loss_metrics(loss_logs, self.reduce, t.num_iterations))
         metrics.update(self.reduce({"vision_tower_calls": self.vision_counter.videos - videos0,
@@ -386,15 +387,15 @@ def completion_rows(samples: Sequence[Sample], completions: Sequence[str], rewar
 
 def _rollout_metrics(batch: RolloutBatch, rewards: torch.Tensor) -> dict[str, float]:
     """Per micro-batch: ``reward_std`` (TRL's: the mean over prompts of the std within each group; rewards that
-    are NaN, no reward function applied, left out), completion lengths and the share cut at
-    ``max_completion_length``."""
+    are NaN, no reward function applied, left out; not with one completion per prompt), completion lengths and the
+    share cut at ``max_completion_length``."""
     lengths = batch.completion_mask.sum(1).float()
-    groups = rewards.view(-1, batch.num_generations)
-    return {
-        "reward_std": sum(float(_nanstd(g)) for g in groups) / len(groups),
-        "completions/mean_length": float(lengths.mean()),
-        "completions/clipped_ratio": float(batch.truncated.float().mean()),
-    }
+    out = {"completions/mean_length": float(lengths.mean()),
+           "completions/clipped_ratio": float(batch.truncated.float().mean())}
+    if batch.num_generations > 1:
+        groups = rewards.view(-1, batch.num_generations)
+        out["reward_std"] = sum(float(_nanstd(g)) for g in groups) / len(groups)
+    return out
 
 
 def _as_tensor(values: Sequence[float | None]) -> torch.Tensor:

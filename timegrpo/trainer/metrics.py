@@ -8,7 +8,8 @@ processes.
   / NaN left out): the mean over every completion of the step on every process, and for each reward function
   the standard deviation, from their count, sum and sum of squares (TRL gathers the completions and takes
   ``nanmean`` / ``nanstd``: the same). ``reward_std`` is TRL's: the mean over groups of the within-group std
-  (a per-micro-batch mean, below).
+  (a per-micro-batch mean, below); with one completion per prompt (OPD) it and ``frac_reward_zero_std`` are not
+  logged.
 * **Token means** of the loss (``kl``, ``clip_ratio/*``, ``ratio/mean``, ``opd/reward_mean``: every loss metric
   but ``policy_loss``, ``num_tokens`` and the extremes): weighted by each micro-batch's ``num_tokens``, so they
   are means over the step's tokens.
