@@ -27,7 +27,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-# The main job on its embedded default: synthetic benchmark -> tiny model -> SFT -> GRPO -> report (CPU, ~8 min).
+# The main job on its embedded default: synthetic benchmark -> tiny model -> SFT -> GRPO -> report (CPU, ~9 min).
 demo: $(STAMP)
 	$(VENV)/bin/timegrpo demo --out outputs/demo $(DEMO_ARGS)
 
