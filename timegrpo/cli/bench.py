@@ -82,13 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     results = run_workloads(configs, threads=opts.threads, workdir=opts.workdir, peak_tflops=opts.peak_tflops,
                             real_videos=opts.real_videos)
-    out: dict[str, Any] = results[0] if len(results) == 1 else {"suite": opts.suite, "workloads": results}
-    text = json.dumps(out, indent=2, default=float)
-    if opts.json:
-        print(text)
-    if opts.json_out:
-        Path(opts.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(opts.json_out).write_text(text + "\n", encoding="utf-8")
+    _write_json(opts, results)
     if opts.markdown:
         write_markdown(results, opts.markdown, argv=sys.argv, suite=opts.suite,
                        description=SUITES[opts.suite][0] if opts.suite else "")
@@ -101,6 +95,15 @@ def _run_opd(opts: BenchOptions, configs: list[BenchConfig]) -> int:
     from timegrpo.bench.opd import run_opd_workloads, write_opd_markdown
 
     results = run_opd_workloads(configs, threads=opts.threads, teacher=opts.teacher, workdir=opts.workdir)
+    _write_json(opts, results)
+    if opts.markdown:
+        write_opd_markdown(results, opts.markdown, sys.argv)
+    return 0
+
+
+def _write_json(opts: BenchOptions, results: list[dict[str, Any]]) -> None:
+    """The results as JSON (one workload: its object; several: the suite) on stdout (``--json``) and/or in
+    ``--json-out``."""
     out: dict[str, Any] = results[0] if len(results) == 1 else {"suite": opts.suite, "workloads": results}
     text = json.dumps(out, indent=2, default=float)
     if opts.json:
@@ -108,6 +111,3 @@ def _run_opd(opts: BenchOptions, configs: list[BenchConfig]) -> int:
     if opts.json_out:
         Path(opts.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(opts.json_out).write_text(text + "\n", encoding="utf-8")
-    if opts.markdown:
-        write_opd_markdown(results, opts.markdown, sys.argv)
-    return 0

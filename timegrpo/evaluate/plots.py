@@ -35,6 +35,16 @@ class PlotRow:
     pred: tuple[float, float] | None
 
 
+def top_window(record: dict[str, Any]) -> tuple[float, float] | None:
+    """The first (top-ranked) predicted window of a prediction record, or None.
+
+    >>> top_window({"pred_relevant_windows": [[2.0, 5.0, 0.9], [7.0, 8.0, 0.1]]}), top_window({})
+    ((2.0, 5.0), None)
+    """
+    wins = record.get("pred_relevant_windows") or []
+    return (float(wins[0][0]), float(wins[0][1])) if wins else None
+
+
 def plot_rows(records: Sequence[dict[str, Any]], samples: Sequence[Any]) -> list[PlotRow]:
     """Rows for the queries with a ground truth (``records`` and ``samples`` aligned by index).
 
@@ -47,8 +57,7 @@ def plot_rows(records: Sequence[dict[str, Any]], samples: Sequence[Any]) -> list
     for rec, s in zip(records, samples, strict=True):
         if not s.windows:
             continue
-        wins = rec.get("pred_relevant_windows") or []
-        pred = (float(wins[0][0]), float(wins[0][1])) if wins else None
+        pred = top_window(rec)
         gts = [(float(a), float(b)) for a, b in s.windows]
         best = max(gts, key=lambda g: span_iou(pred, g)) if pred is not None else gts[0]
         rows.append(PlotRow(span_iou(pred, best) if pred is not None else 0.0, best, float(s.duration), pred))

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from timegrpo.evaluate.plots import top_window
 from timegrpo.spans import temporal_iou
 
 #: ``(metrics.jsonl key, panel title)`` of the training curves, in panel order; absent keys get no panel.
@@ -65,8 +66,7 @@ def examples(records: Sequence[dict[str, Any]], samples: Sequence[Any], k: int) 
     for rec, s in zip(records, samples, strict=True):
         if not s.windows:
             continue
-        wins = rec.get("pred_relevant_windows") or []
-        pred = (float(wins[0][0]), float(wins[0][1])) if wins else None
+        pred = top_window(rec)
         duration = float(s.duration or max([e for _, e in s.windows] + ([pred[1]] if pred else [])))
         rows.append(Example(str(s.qid), s.query, duration, [(float(a), float(b)) for a, b in s.windows], pred,
                             temporal_iou(pred, s.windows) if pred is not None else 0.0))
